@@ -1,0 +1,127 @@
+"""Models shared by the workstation, the agent and the predictor runtime.
+
+This module is imported inside replicas and on remote boxes, so it depends on pydantic only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RuntimeKind = Literal["docker", "process"]
+
+#: Docker labels every replica container carries.
+LABEL_API = "workbench.api"
+LABEL_REPLICA = "workbench.replica"
+LABEL_SPEC_HASH = "workbench.spec-hash"
+LABEL_AGENT = "workbench.agent"
+LABEL_REQUEST = "workbench.request"
+LABEL_IMAGE_HASH = "workbench.image-hash"
+
+#: Port the predictor runtime listens on inside a container.
+CONTAINER_PORT = 8080
+
+#: Environment variable that carries a replica's RuntimeConfig (JSON) into the runtime.
+RUNTIME_CONFIG_ENV = "WORKBENCH_RUNTIME_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServingConfig(_Strict):
+    """How one replica serves requests (the `serving` block of workbench.yaml)."""
+
+    max_concurrency: int = Field(1, ge=1, le=1024)
+    max_queue: int = Field(100, ge=0, le=100_000)
+    max_batch_size: int = Field(1, ge=1, le=4096)
+    batch_timeout: float = Field(0.0, ge=0.0, le=60.0)
+    request_timeout: float = Field(60.0, gt=0.0, le=3600.0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, le=2**31)
+    graceful_shutdown: float = Field(30.0, ge=0.0, le=3600.0)
+    startup_timeout: float = Field(600.0, gt=0.0, le=24 * 3600.0)
+
+
+class RuntimeConfig(_Strict):
+    """Everything the predictor runtime needs to load and serve one API's predictor."""
+
+    api: str
+    project_dir: str
+    predictor_path: str = "predictor.py"
+    predictor_class: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+
+
+class ReplicaRequest(_Strict):
+    """What a client asks an agent to run: one replica of one API."""
+
+    api: str
+    spec_hash: str
+    runtime: RuntimeKind
+    artifact: str = Field(description="docker image tag, or the process runtime's bundle id")
+    runtime_config: RuntimeConfig
+    env: dict[str, str] = Field(default_factory=dict)
+    cpu: float | None = None
+    mem_bytes: int | None = None
+    gpu_ids: list[str] = Field(default_factory=list)
+
+
+class ReplicaState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class ReplicaInfo(BaseModel):
+    """An agent's report on one replica."""
+
+    id: str
+    api: str
+    spec_hash: str
+    runtime: RuntimeKind
+    artifact: str
+    state: ReplicaState
+    url: str | None = None
+    restarts: int = 0
+    created_at: float
+    started_at: float | None = None
+    message: str | None = None
+    log_tail: list[str] = Field(default_factory=list)
+    pid: int | None = None
+    container_id: str | None = None
+
+
+class DockerStatus(BaseModel):
+    available: bool
+    version: str | None = None
+    error: str | None = None
+
+
+class HostInfo(BaseModel):
+    hostname: str
+    os: str
+    arch: str
+    python: str
+    agent_version: str
+    cpu_count: int
+    mem_total_bytes: int
+    mem_available_bytes: int
+    disk_free_bytes: int
+    docker: DockerStatus
+    runtimes: list[RuntimeKind]
+
+
+class BuildEvent(BaseModel):
+    """One line of an agent's streamed build progress (NDJSON)."""
+
+    kind: Literal["step", "log", "done", "error"]
+    message: str = ""
+    step: int | None = None
+    total_steps: int | None = None
+    artifact: str | None = None
+    cached: bool = False

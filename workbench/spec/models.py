@@ -1,0 +1,195 @@
+"""Pydantic models of an API in workbench.yaml."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from workbench.models import ServingConfig
+
+API_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(=[A-Za-z0-9.+:~\-]+)?$")
+PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(\[[A-Za-z0-9,._\-]+\])?([<>=!~]=?[^\s;]+(,[<>=!~]=?[^\s;,]+)*)?$")
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bytes(value: Any) -> Any:
+    """Accept 512Mi, 2Gi, 1G, 1000000 or a plain int; leave anything else for pydantic."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512Mi or 2Gi, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?\s*", value)
+        if not match:
+            raise ValueError(f"{value!r} is not a size; use e.g. 512Mi, 2Gi or 1G")
+        number, unit = match.groups()
+        return int(float(number) * _UNITS[(unit or "").lower()])
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PredictorSpec(_Strict):
+    path: str = "predictor.py"
+    class_name: str | None = Field(
+        None, alias="class",
+        description="class to load; default Predictor, or PythonPredictor (Cortex)",
+    )
+    config: dict[str, Any] = Field(default_factory=dict)
+    requirements: str | None = Field(
+        None, description="pip requirements file, relative to the project (default: requirements.txt if present)"
+    )
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _python_file(cls, value: str) -> str:
+        if not value.endswith(".py"):
+            raise ValueError(f"{value!r} must be a Python file ending in .py")
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"{value!r} must be a path inside the project folder")
+        return value
+
+    @field_validator("class_name")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
+            raise ValueError(f"{value!r} is not a Python class name")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or not ENV_NAME.match(key):
+                    raise ValueError(f"{key!r} is not a valid environment variable name")
+                if isinstance(item, bool | dict | list) or item is None:
+                    raise ValueError(f"value of {key} must be a string or a number")
+            return {key: str(item) for key, item in value.items()}
+        return value
+
+
+class ComputeSpec(_Strict):
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPU cores (e.g. 0.5, 2)")
+    mem: ByteSize | None = Field(None, description="memory limit, e.g. 512Mi or 4Gi")
+    gpu: int = Field(0, ge=0, le=64)
+
+
+class AutoscalingSpec(_Strict):
+    """Cortex's autoscaler settings; the controller uses them (validated here)."""
+
+    min_replicas: int = Field(1, ge=0, le=1000)
+    max_replicas: int = Field(100, ge=1, le=1000)
+    init_replicas: int | None = Field(None, ge=0, le=1000)
+    target_concurrency: float | None = Field(None, gt=0)
+    window: float = Field(60.0, gt=0)
+    downscale_stabilization_period: float = Field(300.0, ge=0)
+    upscale_stabilization_period: float = Field(60.0, ge=0)
+    max_downscale_factor: float = Field(0.75, gt=0, lt=1)
+    max_upscale_factor: float = Field(1.5, gt=1)
+    downscale_tolerance: float = Field(0.05, ge=0, lt=1)
+    upscale_tolerance: float = Field(0.05, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+            )
+        if self.init_replicas is not None and not (
+            self.min_replicas <= self.init_replicas <= self.max_replicas
+        ):
+            raise ValueError("init_replicas must lie between min_replicas and max_replicas")
+        return self
+
+
+class ImageSpec(_Strict):
+    base: str = Field("python:3.11-slim", description="base image with Python >= 3.10")
+    apt: list[str] = Field(default_factory=list, description="extra Debian packages")
+    pip: list[str] = Field(default_factory=list, description="extra pip requirements")
+    wheelhouse: str | None = Field(None, description="folder of wheels; install with --no-index")
+    offline: bool = Field(False, description="resolve wheels on the workstation, build without network")
+    build_commands: list[list[str]] = Field(
+        default_factory=list, description="commands (argv lists) run in the project after installing"
+    )
+
+    @field_validator("apt")
+    @classmethod
+    def _apt(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not APT_PACKAGE.match(item):
+                raise ValueError(f"{item!r} is not a Debian package name")
+        return value
+
+    @field_validator("pip")
+    @classmethod
+    def _pip(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not PIP_REQUIREMENT.match(item.replace(" ", "")):
+                raise ValueError(f"{item!r} is not a pip requirement such as numpy==2.1 or torch>=2")
+        return value
+
+    @field_validator("build_commands")
+    @classmethod
+    def _commands(cls, value: list[list[str]]) -> list[list[str]]:
+        for command in value:
+            if not command:
+                raise ValueError("a build command must not be empty; write it as a list, e.g. [python, train.py]")
+        return value
+
+
+class ApiSpec(_Strict):
+    """One API: a predictor, how to build it, where and how it runs."""
+
+    name: str
+    predictor: PredictorSpec = Field(default_factory=PredictorSpec)  # type: ignore[arg-type]
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)  # type: ignore[arg-type]
+    replicas: int | None = Field(None, ge=0, le=1000)
+    autoscaling: AutoscalingSpec | None = None
+    serving: ServingConfig = Field(default_factory=ServingConfig)  # type: ignore[arg-type]
+    runtime: Literal["auto", "docker", "process"] = "auto"
+    image: ImageSpec = Field(default_factory=ImageSpec)  # type: ignore[arg-type]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not API_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid API name: use lowercase letters, digits and '-', "
+                "starting with a letter, at most 63 characters"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> ApiSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("set either replicas or autoscaling, not both")
+        return self
+
+    @property
+    def desired_replicas(self) -> int:
+        if self.replicas is not None:
+            return self.replicas
+        if self.autoscaling is not None:
+            scaling = self.autoscaling
+            return scaling.init_replicas if scaling.init_replicas is not None else max(scaling.min_replicas, 1)
+        return 1
