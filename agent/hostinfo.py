@@ -1,0 +1,32 @@
+"""What the agent reports about its host: CPU, memory, disk, platform, Docker."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+
+import psutil
+
+from workbench import __version__
+from workbench.models import DockerStatus, HostInfo, RuntimeKind
+
+
+def host_info(home: Path, docker: DockerStatus) -> HostInfo:
+    """Sample the host now; `docker` is the runtime's current (cached) status."""
+    mem = psutil.virtual_memory()
+    runtimes: list[RuntimeKind] = ["docker", "process"] if docker.available else ["process"]
+    return HostInfo(
+        hostname=socket.gethostname(),
+        os=f"{platform.system()} {platform.release()}",
+        arch=platform.machine(),
+        python=platform.python_version(),
+        agent_version=__version__,
+        cpu_count=os.cpu_count() or 1,
+        mem_total_bytes=mem.total,
+        mem_available_bytes=mem.available,
+        disk_free_bytes=psutil.disk_usage(str(home)).free,
+        docker=docker,
+        runtimes=runtimes,
+    )

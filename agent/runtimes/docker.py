@@ -1,0 +1,255 @@
+"""The Docker runtime: a replica is a labelled container publishing 8080 on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+from docker.errors import DockerException, NotFound
+from docker.models.containers import Container
+from docker.types import DeviceRequest
+
+from workbench.agent.runtimes.base import (
+    ArtifactMissing,
+    Handle,
+    LogFollower,
+    Runtime,
+    RunStatus,
+    RuntimeUnavailable,
+)
+from workbench.agent.runtimes.docker_build import build_image, image_exists
+from workbench.models import (
+    CONTAINER_PORT,
+    LABEL_AGENT,
+    LABEL_API,
+    LABEL_REPLICA,
+    LABEL_REQUEST,
+    LABEL_SPEC_HASH,
+    RUNTIME_CONFIG_ENV,
+    BuildEvent,
+    DockerStatus,
+    ReplicaRequest,
+)
+
+LABEL_CREATED = "workbench.created-at"
+PORT_KEY = f"{CONTAINER_PORT}/tcp"
+_STATUS_TTL = 3.0
+
+
+def container_name(api: str, replica_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", api).strip("-.") or "api"
+    return f"wb-{safe}-{replica_id}"
+
+
+class _StreamFollower(LogFollower):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._stream
+        except (DockerException, OSError, ValueError, AttributeError):
+            return
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except Exception:  # closing a half-read HTTP stream may fail in many ways
+            pass
+
+
+class DockerRuntime(Runtime):
+    """Replicas as containers labelled with this agent's id."""
+
+    kind = "docker"
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+        self._status: tuple[float, DockerStatus] | None = None
+        self._restart_counts: dict[str, int] = {}
+
+    # -- connection --------------------------------------------------------------------------
+    def docker_status(self, fresh: bool = False) -> DockerStatus:
+        """Ping the daemon (2 s timeout); cached for a few seconds."""
+        with self._lock:
+            now = time.monotonic()
+            if not fresh and self._status and now - self._status[0] < _STATUS_TTL:
+                return self._status[1]
+        try:
+            ping = docker.from_env(timeout=2)
+            try:
+                version = ping.version().get("Version")
+            finally:
+                ping.close()
+            status = DockerStatus(available=True, version=version)
+        except (DockerException, OSError) as e:
+            status = DockerStatus(available=False, error=str(e).splitlines()[0][:300])
+        with self._lock:
+            self._status = (time.monotonic(), status)
+        return status
+
+    def unavailable_reason(self) -> str | None:
+        status = self.docker_status()
+        return None if status.available else f"docker is unavailable: {status.error}"
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=60)
+            except DockerException as e:
+                raise RuntimeUnavailable(f"docker is unavailable: {e}") from e
+        return self._client
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def artifact_exists(self, name: str) -> bool:
+        return image_exists(self.client, name)
+
+    def build(self, context_path: str, artifact: str) -> Iterator[BuildEvent]:
+        pull = docker.from_env(timeout=30)
+        builder = docker.APIClient(base_url=self.client.api.base_url, timeout=24 * 3600)
+        try:
+            yield from build_image(self.client, pull, builder, context_path, artifact)
+        finally:
+            pull.close()
+            builder.close()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def create(self, replica_id: str, request: ReplicaRequest, created_at: float) -> Handle:
+        if not self.artifact_exists(request.artifact):
+            raise ArtifactMissing(request.artifact)
+        cfg = request.runtime_config.model_copy(update={"project_dir": "/app"})
+        env = dict(request.env)
+        env[RUNTIME_CONFIG_ENV] = cfg.model_dump_json()
+        labels = {
+            LABEL_API: request.api,
+            LABEL_REPLICA: replica_id,
+            LABEL_SPEC_HASH: request.spec_hash,
+            LABEL_AGENT: self.agent_id,
+            LABEL_REQUEST: request.model_dump_json(),
+            LABEL_CREATED: repr(created_at),
+        }
+        kwargs: dict[str, Any] = {}
+        if request.cpu:
+            kwargs["nano_cpus"] = int(request.cpu * 1e9)
+        if request.mem_bytes:
+            kwargs["mem_limit"] = request.mem_bytes
+        if request.gpu_ids:
+            kwargs["device_requests"] = [
+                DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])
+            ]
+        container = self.client.containers.run(
+            request.artifact,
+            command=["python", "-m", "workbench.serving", "--host", "0.0.0.0",
+                     "--port", str(CONTAINER_PORT), "--replica-id", replica_id],
+            name=container_name(request.api, replica_id),
+            detach=True,
+            environment=env,
+            labels=labels,
+            ports={PORT_KEY: ("127.0.0.1", None)},
+            restart_policy={"Name": "unless-stopped"},
+            **kwargs,
+        )
+        handle = Handle(replica_id=replica_id, request=request, created_at=created_at,
+                        started_at=time.time(), container_id=container.id)
+        container.reload()
+        self._refresh(handle, container)
+        return handle
+
+    def _refresh(self, handle: Handle, container: Container) -> None:
+        """Update the handle's URL from the container's current port binding."""
+        bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        for b in bindings.get(PORT_KEY) or []:
+            if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
+                handle.url = f"http://127.0.0.1:{b['HostPort']}"
+                return
+        handle.url = None
+
+    def _container(self, handle: Handle) -> Container | None:
+        try:
+            return self.client.containers.get(handle.container_id or "")
+        except NotFound:
+            return None
+
+    def adopt(self) -> list[Handle]:
+        handles = []
+        found = self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_AGENT}={self.agent_id}"}
+        )
+        for c in found:
+            labels = c.labels
+            try:
+                request = ReplicaRequest.model_validate(json.loads(labels[LABEL_REQUEST]))
+                rid = labels[LABEL_REPLICA]
+            except (KeyError, ValueError):
+                continue
+            try:
+                created = float(labels.get(LABEL_CREATED, ""))
+            except ValueError:
+                created = time.time()
+            handle = Handle(replica_id=rid, request=request, created_at=created,
+                            started_at=time.time(), container_id=c.id)
+            self._restart_counts[c.id] = int(c.attrs.get("RestartCount") or 0)
+            self._refresh(handle, c)
+            handles.append(handle)
+        return handles
+
+    def status(self, handle: Handle) -> RunStatus:
+        c = self._container(handle)
+        if c is None:
+            return RunStatus(running=False, detail="container is gone")
+        count = int(c.attrs.get("RestartCount") or 0)
+        seen = self._restart_counts.get(c.id, 0)
+        self._restart_counts[c.id] = count
+        external = max(0, count - seen)
+        state = c.attrs.get("State") or {}
+        self._refresh(handle, c)
+        if state.get("Status") == "running" and not state.get("Restarting"):
+            return RunStatus(running=True, external_restarts=external)
+        return RunStatus(running=False, exit_code=state.get("ExitCode"),
+                         oom_killed=bool(state.get("OOMKilled")), external_restarts=external,
+                         detail=state.get("Error") or None)
+
+    def restart(self, handle: Handle) -> None:
+        c = self._container(handle)
+        if c is None:
+            fresh = self.create(handle.replica_id, handle.request, handle.created_at)
+            handle.container_id, handle.url = fresh.container_id, fresh.url
+        else:
+            c.start()
+            c.reload()
+            self._restart_counts[c.id] = int(c.attrs.get("RestartCount") or 0)
+            self._refresh(handle, c)
+        handle.started_at = time.time()
+
+    def stop(self, handle: Handle, grace: float) -> None:
+        c = self._container(handle)
+        if c is not None:
+            c.stop(timeout=max(0, round(grace)))
+
+    def remove(self, handle: Handle) -> None:
+        c = self._container(handle)
+        if c is not None:
+            c.remove(force=True)
+        self._restart_counts.pop(handle.container_id or "", None)
+
+    # -- logs --------------------------------------------------------------------------------
+    def log_tail(self, handle: Handle, lines: int) -> list[str]:
+        c = self._container(handle)
+        if c is None:
+            return []
+        data = c.logs(tail=lines)
+        return data.decode(errors="replace").splitlines()
+
+    def follow_logs(self, handle: Handle, tail: int) -> LogFollower:
+        c = self._container(handle)
+        if c is None:
+            return _StreamFollower(iter(()))
+        return _StreamFollower(c.logs(stream=True, follow=True, tail=tail))

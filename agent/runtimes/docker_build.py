@@ -1,0 +1,128 @@
+"""Docker image builds from a context tar: base-image resolution and build-stream events."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import DockerException, ImageNotFound
+
+from workbench.agent.buildctx import ContextError, dockerfile_base_default, inspect_context
+from workbench.agent.buildctx import read_member
+from workbench.agent.runtimes.bundle import artifact_lock
+from workbench.models import LABEL_IMAGE_HASH, BuildEvent
+
+#: The default base image, and what may stand in for it where no registry is reachable.
+DEFAULT_BASE = "python:3.11-slim"
+BOOTSTRAP_BASE = "workbench/python:3.11-bookworm"
+
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+class BaseImageError(Exception):
+    pass
+
+
+def image_exists(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.images.get(name)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def resolve_base(
+    client: docker.DockerClient, pull_client: docker.DockerClient, base: str
+) -> tuple[str, str | None]:
+    """Return the base image to build from and an optional note for the user."""
+    if image_exists(client, base):
+        return base, None
+    try:
+        repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "")
+        pull_client.images.pull(repo or base, tag=tag or "latest")
+        return base, f"pulled {base}"
+    except (DockerException, OSError) as e:
+        reason = str(e).splitlines()[0][:300]
+    if base == DEFAULT_BASE and image_exists(client, BOOTSTRAP_BASE):
+        return BOOTSTRAP_BASE, (
+            f"cannot pull {base} ({reason}); using the local {BOOTSTRAP_BASE} instead"
+        )
+    raise BaseImageError(
+        f"cannot pull {base} ({reason}): run `workbench image bootstrap` or set image.base"
+    )
+
+
+def events_from_stream(stream: Iterator[dict[str, Any]]) -> Iterator[BuildEvent]:
+    """Docker's decoded build stream as step/log/error events."""
+    for chunk in stream:
+        if "errorDetail" in chunk or "error" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            yield BuildEvent(kind="error", message=str(detail.get("message") or chunk.get("error")))
+            return
+        text = chunk.get("stream")
+        if not isinstance(text, str):
+            continue
+        for line in text.splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            m = _STEP_RE.match(line)
+            if m:
+                yield BuildEvent(kind="step", step=int(m.group(1)), total_steps=int(m.group(2)),
+                                 message=m.group(3))
+            else:
+                yield BuildEvent(kind="log", message=line)
+
+
+def build_image(
+    client: docker.DockerClient,
+    pull_client: docker.DockerClient,
+    build_client: docker.APIClient,
+    context_path: str,
+    artifact: str,
+) -> Iterator[BuildEvent]:
+    """Build `artifact` from the context; ends with exactly one done/error event."""
+    with artifact_lock("docker:" + artifact):
+        if image_exists(client, artifact):
+            yield BuildEvent(kind="done", artifact=artifact, cached=True, message="image exists")
+            return
+        path = Path(context_path)
+        try:
+            spec, names = inspect_context(path)
+            if "Dockerfile" not in names:
+                raise ContextError("build context has no Dockerfile at its root")
+            dockerfile = (read_member(path, "Dockerfile") or b"").decode(errors="replace")
+            base = spec.base_image or dockerfile_base_default(dockerfile)
+            buildargs = {}
+            if base:
+                resolved, note = resolve_base(client, pull_client, base)
+                if note:
+                    yield BuildEvent(kind="log", message=note)
+                buildargs["BASE_IMAGE"] = resolved
+        except (ContextError, BaseImageError) as e:
+            yield BuildEvent(kind="error", message=str(e))
+            return
+        labels = {LABEL_IMAGE_HASH: spec.image_hash} if spec.image_hash else {}
+        try:
+            with open(path, "rb") as f:
+                stream = build_client.build(
+                    fileobj=f, custom_context=True, encoding="gzip", tag=artifact,
+                    buildargs=buildargs, decode=True, rm=True, forcerm=True, labels=labels,
+                    pull=False,
+                )
+                for event in events_from_stream(stream):
+                    yield event
+                    if event.kind == "error":
+                        return
+        except (DockerException, OSError) as e:
+            yield BuildEvent(kind="error", message=f"docker build failed: {e}")
+            return
+        if not image_exists(client, artifact):
+            yield BuildEvent(kind="error", message="docker build ended without an image")
+            return
+        yield BuildEvent(kind="done", artifact=artifact)
+
+

@@ -1,0 +1,142 @@
+"""The CLI's surface: bad input gets a clear error and changes nothing; faults name the fix."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+from pathlib import Path
+
+from tests.support.real_parts import EXAMPLES, Workbench
+
+
+def write_project(folder: Path, spec: str, predictor: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "workbench.yaml").write_text(textwrap.dedent(spec))
+    (folder / "predictor.py").write_text(textwrap.dedent(predictor))
+    return folder
+
+
+def test_version_and_help(workbench: Workbench) -> None:
+    assert "workbench" in workbench.run("--version").stdout
+    helped = workbench.run("--help").stdout
+    for command in ("deploy", "get", "predict", "logs", "delete", "agent", "image"):
+        assert command in helped
+
+
+def test_invalid_spec_deploys_nothing(workbench: Workbench, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "bad", "name: bad\nserving:\n  max_concurency: 2\n",
+                            "class Predictor:\n    def predict(self, payload):\n        return 1\n")
+    result = workbench.run("deploy", str(project), check=False)
+    assert result.returncode == 2
+    assert "workbench.yaml:3: serving.max_concurency: unknown field" in result.stderr
+    assert "nothing was deployed" in result.stderr
+    assert not (workbench.agent_home / "config.json").exists(), "no agent may start for a bad spec"
+
+
+def test_bad_arguments(workbench: Workbench) -> None:
+    result = workbench.run("deploy", str(EXAMPLES / "echo"), "--runtime", "k8s", check=False)
+    assert result.returncode == 2 and "--runtime must be docker or process" in result.stderr
+    result = workbench.run("predict", "echo", "{not json", check=False)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+    result = workbench.run("predict", "echo", "@/nonexistent/file.json", check=False)
+    assert result.returncode == 2 and "no such file" in result.stderr
+    result = workbench.run("logs", "echo", "--tail", "-1", check=False)
+    assert result.returncode == 2
+
+
+def test_commands_without_agent_say_so(workbench: Workbench) -> None:
+    for args in (("predict", "echo", "{}"), ("logs", "echo"), ("delete", "echo")):
+        result = workbench.run(*args, check=False)
+        assert result.returncode == 1
+        assert "agent is not running" in result.stderr
+
+
+def test_agent_port_taken(workbench: Workbench) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", workbench.agent_port))
+        squatter.listen()
+        result = workbench.run("deploy", str(EXAMPLES / "echo"), check=False)
+    assert result.returncode == 1
+    assert f"port {workbench.agent_port}" in result.stderr and "WORKBENCH_AGENT_PORT" in result.stderr
+
+
+def test_docker_missing_suggests_process_runtime(workbench: Workbench, tmp_path: Path) -> None:
+    workbench.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
+    result = workbench.run("deploy", str(EXAMPLES / "echo"), "--runtime", "docker", check=False)
+    assert result.returncode == 1
+    assert "Docker is not available" in result.stderr and "runtime process" in result.stderr
+    assert workbench.json("get") == []
+
+
+def test_process_runtime_lifecycle_and_errors(workbench: Workbench, tmp_path: Path) -> None:
+    """auto runtime without Docker → process; unknown API errors; logs; predictor errors."""
+    workbench.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
+    project = write_project(tmp_path / "picky", "name: picky\n", """
+        class Predictor:
+            def __init__(self, config):
+                print("picky loaded", flush=True)
+
+            def predict(self, payload):
+                if "x" not in payload:
+                    raise ValueError("payload needs x")
+                return {"double": payload["x"] * 2}
+    """)
+    deployed = workbench.run("deploy", str(project))
+    assert "using the process runtime" in deployed.stderr
+    assert "picky deployed: 1 replica(s) ready (process)" in deployed.stdout
+
+    answer = workbench.json("predict", "picky", '{"x": 21}')
+    assert answer["status"] == 200 and answer["body"] == {"double": 42}  # type: ignore[index]
+    rejected = workbench.run("predict", "picky", '{"y": 1}', "--json", check=False)
+    assert rejected.returncode == 1
+    assert "payload needs x" in json.loads(rejected.stdout)["body"]["error"]
+    assert workbench.json("predict", "picky", '{"x": 1}')["status"] == 200  # type: ignore[index]
+
+    assert "picky loaded" in workbench.run("logs", "picky").stdout
+    unknown = workbench.run("get", "nosuch", check=False)
+    assert unknown.returncode == 1 and "deployed APIs: picky" in unknown.stderr
+
+    table = workbench.run("get").stdout
+    assert "picky" in table and "live" in table and "1/1" in table
+    detail = workbench.json("get", "picky")
+    assert detail["replicas_detail"][0]["state"] == "ready"  # type: ignore[index]
+
+    workbench.run("delete", "picky")
+    assert workbench.json("get") == []
+
+
+def test_predictor_failing_at_start_deploys_nothing(workbench: Workbench, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "broken", "name: broken\nruntime: process\n", """
+        class Predictor:
+            def __init__(self, config):
+                raise RuntimeError("weights file is corrupt")
+
+            def predict(self, payload):
+                return payload
+    """)
+    result = workbench.run("deploy", str(project), check=False)
+    assert result.returncode == 1
+    assert "failed to start" in result.stderr and "nothing was deployed" in result.stderr
+    assert "weights file is corrupt" in result.stderr  # the replica's log tail is shown
+    assert workbench.json("get") == []
+
+
+def test_changed_spec_replaces_replicas(workbench: Workbench, tmp_path: Path) -> None:
+    spec = "name: versioned\nruntime: process\npredictor:\n  config: {version: %d}\n"
+    code = """
+        class Predictor:
+            def __init__(self, config):
+                self.version = config["version"]
+
+            def predict(self, payload):
+                return self.version
+    """
+    project = write_project(tmp_path / "v", spec % 1, code)
+    first = json.loads(workbench.run("deploy", str(project), "--json").stdout)[0]
+    assert workbench.json("predict", "versioned", "{}")["body"] == 1  # type: ignore[index]
+    (project / "workbench.yaml").write_text(spec % 2)
+    second = json.loads(workbench.run("deploy", str(project), "--json").stdout)[0]
+    assert second["replaced"] == 1 and second["built"] is False
+    assert [r["id"] for r in second["replicas"]] != [r["id"] for r in first["replicas"]]
+    assert workbench.json("predict", "versioned", "{}")["body"] == 2  # type: ignore[index]

@@ -1,0 +1,174 @@
+"""What goes into an API's build context, and the content hash that names the artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from workbench.images.certs import CA_ARCNAME, find_ca_bundle
+from workbench.images.dockerfile import DockerfileInputs, check_context_path, render_dockerfile
+from workbench.images.errors import ContextError
+from workbench.images.files import Entry, file_entry, project_files, walk_files
+from workbench.images.runtime import runtime_files, runtime_pins, runtime_requirements_entry
+from workbench.images.wheelhouse import WheelTarget
+from workbench.spec.loader import LoadedSpec
+
+Runtime = Literal["docker", "process"]
+SCHEMA = 1
+_NESTED = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)(?:\s*=\s*|\s+)(\S+)")
+
+
+def _inside(project: Path, rel: str, what: str) -> Path:
+    path = (project / rel).resolve()
+    if not path.is_relative_to(project.resolve()):
+        raise ContextError(f"{what} {rel!r} must be inside the project folder {project}")
+    return path
+
+
+def _requirement_files(project: Path, top: list[str]) -> list[str]:
+    """`top` plus the files they include with -r/-c, all relative to the project."""
+    seen: list[str] = []
+    queue = list(top)
+    while queue:
+        rel = queue.pop(0)
+        if rel in seen:
+            continue
+        path = _inside(project, rel, "requirements file")
+        if not path.is_file():
+            raise ContextError(f"requirements file {rel} not found in {project}")
+        seen.append(path.relative_to(project.resolve()).as_posix())
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = _NESTED.match(line)
+            if match and "://" not in match.group(1):
+                nested = (path.parent / match.group(1)).resolve()
+                queue.append(nested.relative_to(project.resolve()).as_posix()
+                             if nested.is_relative_to(project.resolve()) else match.group(1))
+    return seen
+
+
+@dataclass
+class BuildPlan:
+    """Everything that decides an API's artifact, before any wheel is resolved."""
+
+    api: str
+    runtime: Runtime
+    project_dir: Path
+    offline: bool
+    target: WheelTarget
+    dockerfile_inputs: DockerfileInputs
+    entries: list[Entry]
+    requirement_files: list[Path]
+    extra_pip: list[str]
+    resolve_wheels: bool
+    has_wheelhouse: bool
+    has_ca: bool
+
+    def recipe(self) -> dict[str, Any]:
+        """The hashed description: inputs plus every file's name, mode and digest."""
+        inputs = self.dockerfile_inputs
+        return {
+            "schema": SCHEMA,
+            "runtime": self.runtime,
+            "base_image": inputs.base_image,
+            "apt": inputs.apt,
+            "pip": inputs.pip,
+            "requirements": inputs.requirements,
+            "build_commands": inputs.build_commands,
+            "offline": self.offline,
+            "resolve_wheels": [self.target.python_version, self.target.implementation,
+                               self.target.arch, self.target.glibc] if self.resolve_wheels else None,
+            "dockerfile": render_dockerfile(inputs),
+            "files": [[e.name, e.mode, e.digest()] for e in sorted(self.entries, key=lambda e: e.name)],
+        }
+
+    def image_hash(self) -> str:
+        text = json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def artifact(self, image_hash: str) -> str:
+        short = image_hash[:16]
+        return f"workbench/{self.api}:{short}" if self.runtime == "docker" else f"{self.api}-{short}"
+
+    def pip_download_requirements(self) -> list[str]:
+        """What an offline wheelhouse must hold besides the requirement files."""
+        return [*runtime_pins(), *self.extra_pip]
+
+    def manifest(self, image_hash: str) -> dict[str, Any]:
+        """workbench-build.json."""
+        inputs = self.dockerfile_inputs
+        return {
+            "image_hash": image_hash,
+            "artifact": self.artifact(image_hash),
+            "runtime": self.runtime,
+            "base_image": inputs.base_image,
+            "apt": inputs.apt,
+            "requirements": [f"project/{rel}" for rel in inputs.requirements],
+            "pip": inputs.pip,
+            "runtime_requirements": "runtime/requirements.txt",
+            "wheelhouse": "wheelhouse" if self.has_wheelhouse else None,
+            "offline": self.offline,
+            "build_commands": inputs.build_commands,
+            "ca_bundle": CA_ARCNAME if self.has_ca else None,
+        }
+
+
+def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None,
+               target: WheelTarget | None = None) -> BuildPlan:
+    """Collect the files and settings of one API's context (reads files, runs nothing)."""
+    if runtime not in ("docker", "process"):
+        raise ContextError(f"runtime must be docker or process, not {runtime!r}")
+    spec, project = loaded.spec, Path(loaded.project_dir)
+    image = spec.image
+    offline = image.offline if offline is None else offline
+    target = target or WheelTarget()
+
+    wheel_rel: str | None = None
+    if image.wheelhouse:
+        wheel_dir = _inside(project, image.wheelhouse, "image.wheelhouse")
+        if not wheel_dir.is_dir():
+            raise ContextError(f"image.wheelhouse folder {image.wheelhouse} not found in {project}")
+        wheel_rel = wheel_dir.relative_to(project.resolve()).as_posix()
+    entries = project_files(project, frozenset({wheel_rel}) if wheel_rel else frozenset())
+    names = {entry.name for entry in entries}
+
+    top = [spec.predictor.requirements] if spec.predictor.requirements else (
+        ["requirements.txt"] if (project / "requirements.txt").is_file() else [])
+    all_requirements = _requirement_files(project, top)
+    for rel in all_requirements:
+        check_context_path(rel)
+        if f"project/{rel}" not in names:
+            raise ContextError(f"requirements file {rel} is excluded by .workbenchignore/.dockerignore")
+    top = all_requirements[:len(top)]
+
+    if wheel_rel:
+        entries += [e for e in walk_files(project / wheel_rel, "wheelhouse")
+                    if not e.name.rsplit("/", 1)[-1].startswith(".")]
+    entries += runtime_files()
+    entries.append(runtime_requirements_entry())
+    ca = find_ca_bundle()
+    if ca is not None:
+        entries.append(file_entry(CA_ARCNAME, ca))
+
+    resolve = offline and not wheel_rel
+    inputs = DockerfileInputs(
+        base_image=image.base,
+        apt=list(image.apt),
+        pip=list(image.pip),
+        requirements=top,
+        requirement_copies=all_requirements,
+        build_commands=[list(command) for command in image.build_commands],
+        ca_bundle=ca is not None,
+        wheelhouse=bool(wheel_rel) or resolve,
+        offline=offline,
+    )
+    render_dockerfile(inputs)  # validates the base image and paths early
+    return BuildPlan(
+        api=spec.name, runtime=runtime, project_dir=project, offline=offline, target=target,
+        dockerfile_inputs=inputs, entries=entries,
+        requirement_files=[project / rel for rel in top], extra_pip=list(image.pip),
+        resolve_wheels=resolve, has_wheelhouse=bool(wheel_rel) or resolve, has_ca=ca is not None,
+    )

@@ -1,0 +1,51 @@
+"""Turning what ``predict`` returns, or raises, into an HTTP response."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+JSON = "application/json"
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def to_response(result: Any) -> Response:
+    """dict/list/number/bool/None → JSON; str → text/plain; bytes → octet-stream;
+    a starlette Response is returned as is. Other objects are encoded as JSON when
+    FastAPI's ``jsonable_encoder`` can (pydantic models, dataclasses, datetimes …)."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, str):
+        return Response(result, media_type="text/plain; charset=utf-8")
+    if isinstance(result, bytes | bytearray | memoryview):
+        return Response(bytes(result), media_type="application/octet-stream")
+    try:
+        text = _dumps(result)
+    except TypeError:
+        try:
+            text = _dumps(jsonable_encoder(result))
+        except Exception as exc:
+            raise TypeError(
+                f"predict returned a {type(result).__name__}, which is not JSON serializable"
+            ) from exc
+    return Response(text, media_type=JSON)
+
+
+def json_response(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(_dumps(content), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": message}`` with `status`."""
+    return json_response(status, {"error": message}, headers)
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    """What FastAPI answers for an HTTPException: its status, ``{"detail": ...}``."""
+    if exc.status_code in (204, 304) or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return json_response(exc.status_code, {"detail": exc.detail}, exc.headers)
