@@ -16,9 +16,7 @@ def bearer_auth(token: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            given.strip().encode(), expected
-        ):
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
             raise HTTPException(
                 401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
             )

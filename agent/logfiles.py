@@ -48,7 +48,7 @@ class FileFollower(LogFollower):
         if first:
             yield first
         try:
-            f = open(self.path, "rb")
+            f = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
         except OSError:
             return
         with f:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from workbench.agent_client import AgentClient, AgentError
-from workbench.images import compute_hash, make_context
+from workbench.images.context import make_context
+from workbench.images.plan import plan_build
 from workbench.models import (
     BuildEvent,
     HostInfo,
@@ -111,7 +112,9 @@ class Deployer:
     def ensure_artifact(self, loaded: LoadedSpec, runtime: RuntimeKind,
                         offline: bool | None) -> tuple[str, str, bool]:
         """Build the API's image/bundle unless the agent already has it (by content hash)."""
-        image_hash, artifact = compute_hash(loaded, runtime=runtime, offline=offline)
+        plan = plan_build(loaded, runtime, offline)
+        image_hash = plan.image_hash()
+        artifact = plan.artifact(image_hash)
         if self.client.artifact_exists(runtime, artifact):
             self.say(f"{loaded.spec.name}: {artifact} is up to date (no rebuild)")
             return artifact, image_hash, False

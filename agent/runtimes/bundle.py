@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.agent.buildctx import BuildSpec, inspect_context
+
 from workbench.models import BuildEvent
 
 _locks: dict[str, threading.Lock] = {}
@@ -53,7 +54,11 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[BuildEvent
     """Run argv, streaming its output lines as log events; raise BuildFailed on failure."""
     try:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     except OSError as e:
@@ -99,8 +104,7 @@ class BundleBuilder:
         lock = artifact_lock("process:" + artifact)
         with lock:
             if self.exists(artifact):
-                yield BuildEvent(kind="done", artifact=artifact, cached=True,
-                                 message="bundle exists")
+                yield BuildEvent(kind="done", artifact=artifact, cached=True, message="bundle exists")
                 return
             final = self.path(artifact)
             tmp = final.with_name(final.name + ".tmp")
@@ -140,9 +144,7 @@ class BundleBuilder:
             argv.insert(3, "--without-pip")
         yield from _run(argv, root, dict(os.environ))
         pth = venv_site_packages(venv) / "zz-workbench-agent.pth"
-        pth.write_text(
-            "".join(f"import site; site.addsitedir({d!r})\n" for d in agent_site_dirs())
-        )
+        pth.write_text("".join(f"import site; site.addsitedir({d!r})\n" for d in agent_site_dirs()))
 
         env = dict(os.environ)
         env.pop("PYTHONHOME", None)
@@ -155,13 +157,10 @@ class BundleBuilder:
         python = str(venv / "bin" / "python")
         if needs_pip:
             step += 1
-            yield BuildEvent(kind="step", step=step, total_steps=total,
-                             message="install requirements")
-            pip = [python, "-m", "pip", "install", "--disable-pip-version-check",
-                   "--no-input"]
+            yield BuildEvent(kind="step", step=step, total_steps=total, message="install requirements")
+            pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
             if spec.wheelhouse:
-                pip += ["--no-index", "--find-links",
-                        str(_inside(root, spec.wheelhouse, "wheelhouse"))]
+                pip += ["--no-index", "--find-links", str(_inside(root, spec.wheelhouse, "wheelhouse"))]
             for req in spec.requirements:
                 pip += ["-r", str(_inside(root, req, "requirements"))]
             pip += spec.pip
@@ -169,6 +168,5 @@ class BundleBuilder:
 
         for argv in spec.build_commands:
             step += 1
-            yield BuildEvent(kind="step", step=step, total_steps=total,
-                             message="run " + " ".join(argv))
+            yield BuildEvent(kind="step", step=step, total_steps=total, message="run " + " ".join(argv))
             yield from _run(argv, project, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -13,16 +14,16 @@ import docker
 from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
-
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
     LogFollower,
-    Runtime,
     RunStatus,
+    Runtime,
     RuntimeUnavailable,
 )
 from workbench.agent.runtimes.docker_build import build_image, image_exists
+
 from workbench.models import (
     CONTAINER_PORT,
     LABEL_AGENT,
@@ -57,10 +58,9 @@ class _StreamFollower(LogFollower):
             return
 
     def close(self) -> None:
-        try:
+        # closing a half-read HTTP stream may fail in many ways
+        with contextlib.suppress(Exception):
             self._stream.close()
-        except Exception:  # closing a half-read HTTP stream may fail in many ways
-            pass
 
 
 class DockerRuntime(Runtime):
@@ -114,9 +114,9 @@ class DockerRuntime(Runtime):
 
     def build(self, context_path: str, artifact: str) -> Iterator[BuildEvent]:
         pull = docker.from_env(timeout=30)
-        builder = docker.APIClient(base_url=self.client.api.base_url, timeout=24 * 3600)
+        builder = docker.from_env(timeout=24 * 3600)
         try:
-            yield from build_image(self.client, pull, builder, context_path, artifact)
+            yield from build_image(self.client, pull, builder.api, context_path, artifact)
         finally:
             pull.close()
             builder.close()
@@ -147,8 +147,17 @@ class DockerRuntime(Runtime):
             ]
         container = self.client.containers.run(
             request.artifact,
-            command=["python", "-m", "workbench.serving", "--host", "0.0.0.0",
-                     "--port", str(CONTAINER_PORT), "--replica-id", replica_id],
+            command=[
+                "python",
+                "-m",
+                "workbench.serving",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(CONTAINER_PORT),
+                "--replica-id",
+                replica_id,
+            ],
             name=container_name(request.api, replica_id),
             detach=True,
             environment=env,
@@ -157,8 +166,13 @@ class DockerRuntime(Runtime):
             restart_policy={"Name": "unless-stopped"},
             **kwargs,
         )
-        handle = Handle(replica_id=replica_id, request=request, created_at=created_at,
-                        started_at=time.time(), container_id=container.id)
+        handle = Handle(
+            replica_id=replica_id,
+            request=request,
+            created_at=created_at,
+            started_at=time.time(),
+            container_id=container.id,
+        )
         container.reload()
         self._refresh(handle, container)
         return handle
@@ -180,9 +194,7 @@ class DockerRuntime(Runtime):
 
     def adopt(self) -> list[Handle]:
         handles = []
-        found = self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_AGENT}={self.agent_id}"}
-        )
+        found = self.client.containers.list(all=True, filters={"label": f"{LABEL_AGENT}={self.agent_id}"})
         for c in found:
             labels = c.labels
             try:
@@ -194,8 +206,9 @@ class DockerRuntime(Runtime):
                 created = float(labels.get(LABEL_CREATED, ""))
             except ValueError:
                 created = time.time()
-            handle = Handle(replica_id=rid, request=request, created_at=created,
-                            started_at=time.time(), container_id=c.id)
+            handle = Handle(
+                replica_id=rid, request=request, created_at=created, started_at=time.time(), container_id=c.id
+            )
             self._restart_counts[c.id] = int(c.attrs.get("RestartCount") or 0)
             self._refresh(handle, c)
             handles.append(handle)
@@ -213,9 +226,13 @@ class DockerRuntime(Runtime):
         self._refresh(handle, c)
         if state.get("Status") == "running" and not state.get("Restarting"):
             return RunStatus(running=True, external_restarts=external)
-        return RunStatus(running=False, exit_code=state.get("ExitCode"),
-                         oom_killed=bool(state.get("OOMKilled")), external_restarts=external,
-                         detail=state.get("Error") or None)
+        return RunStatus(
+            running=False,
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            external_restarts=external,
+            detail=state.get("Error") or None,
+        )
 
     def restart(self, handle: Handle) -> None:
         c = self._container(handle)

@@ -9,10 +9,9 @@ from typing import Any
 
 import docker
 from docker.errors import DockerException, ImageNotFound
-
-from workbench.agent.buildctx import ContextError, dockerfile_base_default, inspect_context
-from workbench.agent.buildctx import read_member
+from workbench.agent.buildctx import ContextError, dockerfile_base_default, inspect_context, read_member
 from workbench.agent.runtimes.bundle import artifact_lock
+
 from workbench.models import LABEL_IMAGE_HASH, BuildEvent
 
 #: The default base image, and what may stand in for it where no registry is reachable.
@@ -47,12 +46,8 @@ def resolve_base(
     except (DockerException, OSError) as e:
         reason = str(e).splitlines()[0][:300]
     if base == DEFAULT_BASE and image_exists(client, BOOTSTRAP_BASE):
-        return BOOTSTRAP_BASE, (
-            f"cannot pull {base} ({reason}); using the local {BOOTSTRAP_BASE} instead"
-        )
-    raise BaseImageError(
-        f"cannot pull {base} ({reason}): run `workbench image bootstrap` or set image.base"
-    )
+        return BOOTSTRAP_BASE, (f"cannot pull {base} ({reason}); using the local {BOOTSTRAP_BASE} instead")
+    raise BaseImageError(f"cannot pull {base} ({reason}): run `workbench image bootstrap` or set image.base")
 
 
 def events_from_stream(stream: Iterator[dict[str, Any]]) -> Iterator[BuildEvent]:
@@ -71,8 +66,9 @@ def events_from_stream(stream: Iterator[dict[str, Any]]) -> Iterator[BuildEvent]
                 continue
             m = _STEP_RE.match(line)
             if m:
-                yield BuildEvent(kind="step", step=int(m.group(1)), total_steps=int(m.group(2)),
-                                 message=m.group(3))
+                yield BuildEvent(
+                    kind="step", step=int(m.group(1)), total_steps=int(m.group(2)), message=m.group(3)
+                )
             else:
                 yield BuildEvent(kind="log", message=line)
 
@@ -109,8 +105,15 @@ def build_image(
         try:
             with open(path, "rb") as f:
                 stream = build_client.build(
-                    fileobj=f, custom_context=True, encoding="gzip", tag=artifact,
-                    buildargs=buildargs, decode=True, rm=True, forcerm=True, labels=labels,
+                    fileobj=f,
+                    custom_context=True,
+                    encoding="gzip",
+                    tag=artifact,
+                    buildargs=buildargs,
+                    decode=True,
+                    rm=True,
+                    forcerm=True,
+                    labels=labels,
                     pull=False,
                 )
                 for event in events_from_stream(stream):
@@ -124,5 +127,3 @@ def build_image(
             yield BuildEvent(kind="error", message="docker build ended without an image")
             return
         yield BuildEvent(kind="done", artifact=artifact)
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,16 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-
 from workbench.agent.logfiles import FileFollower, tail_lines
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
     LogFollower,
-    Runtime,
     RunStatus,
+    Runtime,
 )
 from workbench.agent.runtimes.bundle import BundleBuilder
+
 from workbench.models import RUNTIME_CONFIG_ENV, BuildEvent, ReplicaRequest
 
 #: Environment variables of the agent that never reach a replica.
@@ -117,6 +118,7 @@ class ProcessRuntime(Runtime):
         return env
 
     def _spawn(self, handle: Handle) -> None:
+        self._reap(handle)  # the previous run's Popen, if any
         bundle = self.bundles.path(handle.request.artifact)
         old_port = handle.extra.get("port")
         sock = _bind(old_port if isinstance(old_port, int) else None)
@@ -125,12 +127,22 @@ class ProcessRuntime(Runtime):
         try:
             with open(self.log_path(handle.replica_id), "ab") as log:
                 proc = subprocess.Popen(
-                    [str(bundle / "venv" / "bin" / "python"), "-m", "workbench.serving",
-                     "--fd", str(fd), "--replica-id", handle.replica_id],
+                    [
+                        str(bundle / "venv" / "bin" / "python"),
+                        "-m",
+                        "workbench.serving",
+                        "--fd",
+                        str(fd),
+                        "--replica-id",
+                        handle.replica_id,
+                    ],
                     cwd=bundle / "project",
                     env=self._env(handle.request, bundle),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    pass_fds=(fd,), start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(fd,),
+                    start_new_session=True,
                 )
         finally:
             sock.close()
@@ -203,10 +215,8 @@ class ProcessRuntime(Runtime):
             self._reap(handle)
             return
         pgid = handle.pid
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         child = self._children.get(handle.pid)
         try:
             if child is not None:
@@ -215,10 +225,8 @@ class ProcessRuntime(Runtime):
                 proc.wait(timeout=grace)
         except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
             pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self._reap(handle)
 
     def _reap(self, handle: Handle) -> None:
@@ -229,10 +237,6 @@ class ProcessRuntime(Runtime):
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-
-    def forget_child(self, handle: Handle) -> None:
-        """Drop (and reap) the Popen of a replica that exited."""
-        self._reap(handle)
 
     def remove(self, handle: Handle) -> None:
         for path in (self.meta_path(handle.replica_id), self.log_path(handle.replica_id)):

@@ -4,7 +4,6 @@ Requests are batched on the server: predict gets a list of payloads and returns 
 """
 
 import torch
-
 from network import make_network
 
 

@@ -1,10 +1,9 @@
 """Train a small PyTorch network on scikit-learn's bundled 8x8 digits (runs at build time)."""
 
 import torch
+from network import make_network
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-
-from network import make_network
 
 
 def main() -> None:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from types import TracebackType
 
 from rich.console import Console
 from rich.status import Status
 
-from workbench.images.progress import BuildFailed, render_build
-from workbench.models import ReplicaInfo
+from workbench.images.progress import BuildFailed
+from workbench.images.progress import render_build as _render_build
+from workbench.models import BuildEvent, ReplicaInfo
 
 __all__ = ["BuildFailed", "WaitDisplay", "render_build"]
+
+
+def render_build(events: Iterable[BuildEvent]) -> str:
+    """Show build progress on stderr (stdout stays clean for --json)."""
+    from workbench.cli.render import err
+
+    return _render_build(events, console=err)
 
 
 class WaitDisplay:

@@ -133,6 +133,11 @@ def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None
             raise ContextError(f"image.wheelhouse folder {image.wheelhouse} not found in {project}")
         wheel_rel = wheel_dir.relative_to(project.resolve()).as_posix()
     entries = project_files(project, frozenset({wheel_rel}) if wheel_rel else frozenset())
+    # the spec file carries settings that go to the replica at start, not into the artifact
+    spec_file = Path(loaded.file).resolve()
+    if spec_file.is_relative_to(project.resolve()):
+        spec_name = "project/" + spec_file.relative_to(project.resolve()).as_posix()
+        entries = [entry for entry in entries if entry.name != spec_name]
     names = {entry.name for entry in entries}
 
     top = [spec.predictor.requirements] if spec.predictor.requirements else (

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+import time
 
 from pydantic import ValidationError
 
@@ -31,9 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--port", type=int, default=CONTAINER_PORT, help=f"port (default {CONTAINER_PORT})"
-    )
+    where.add_argument("--port", type=int, default=CONTAINER_PORT, help=f"port (default {CONTAINER_PORT})")
     where.add_argument("--fd", type=int, help="serve on this already bound listening socket")
     parser.add_argument("--replica-id", help="replica id, shown in log lines")
     args = parser.parse_args(argv)
@@ -69,5 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     return serve(cfg, host=args.host, port=args.port, fd=args.fd)
 
 
+def exit_now(code: int, grace: float = 1.0) -> None:
+    """Exit with `code`; user threads still running after `grace` seconds (a predict past
+    graceful_shutdown, an ``__init__`` past startup_timeout) cannot keep the process alive."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if len(stuck) > 1:
+        log(f"exiting with {len(stuck) - 1} thread(s) of user code still running")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -99,9 +100,7 @@ class Runtime:
         try:
             try:
                 async with asyncio.timeout(limit):
-                    handle = await anyio.to_thread.run_sync(
-                        self._loader, self.cfg, abandon_on_cancel=True
-                    )
+                    handle = await anyio.to_thread.run_sync(self._loader, self.cfg, abandon_on_cancel=True)
             except TimeoutError as exc:
                 if time.monotonic() - started < limit:
                     raise
@@ -161,9 +160,7 @@ class Runtime:
             return error_response(503, str(exc), RETRY)
         except TimeoutError as exc:
             if timeout.expired():
-                return error_response(
-                    504, f"request timed out after {serving.request_timeout:g}s"
-                )
+                return error_response(504, f"request timed out after {serving.request_timeout:g}s")
             return _user_error(exc)
         except HTTPException as exc:
             return http_exception_response(exc)
@@ -230,10 +227,8 @@ def _user_error(exc: BaseException) -> Response:
     """500 ``{"error": "ExcType: message"}``; the traceback goes to the log (once)."""
     if not getattr(exc, "_workbench_logged", False):
         log_exception("predict failed", exc)
-        try:
+        with contextlib.suppress(AttributeError):
             exc._workbench_logged = True  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
     return error_response(500, describe(exc))
 
 

@@ -34,8 +34,7 @@ class Limiter:
             return
         if len(self._waiters) >= self.max_queue:
             raise QueueFull(
-                f"queue full (max_concurrency={self.max_concurrency}, "
-                f"max_queue={self.max_queue})"
+                f"queue full (max_concurrency={self.max_concurrency}, max_queue={self.max_queue})"
             )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

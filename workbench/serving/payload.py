@@ -70,9 +70,7 @@ def split_content_type(value: str | None) -> tuple[str, dict[str, str]]:
 
 
 def is_json(media_type: str) -> bool:
-    return media_type == "application/json" or (
-        media_type.endswith("+json") and "/" in media_type
-    )
+    return media_type == "application/json" or (media_type.endswith("+json") and "/" in media_type)
 
 
 async def parse_payload(request: Request, body: bytes, max_part_size: int) -> Any:

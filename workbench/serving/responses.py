@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -35,11 +36,11 @@ def to_response(result: Any) -> Response:
     return Response(text, media_type=JSON)
 
 
-def json_response(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: int, content: Any, headers: Mapping[str, str] | None = None) -> Response:
     return Response(_dumps(content), status_code=status, media_type=JSON, headers=headers)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """``{"error": message}`` with `status`."""
     return json_response(status, {"error": message}, headers)
 

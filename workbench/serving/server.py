@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import socket
 import threading
@@ -104,7 +105,7 @@ def serve(
         log_level="warning",
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
-        timeout_graceful_shutdown=max(cfg.serving.graceful_shutdown, 0.001),
+        timeout_graceful_shutdown=math.ceil(cfg.serving.graceful_shutdown),
     )
     server = ReplicaServer(config, app.state.runtime)
     name = sock.getsockname()

@@ -191,7 +191,7 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
     lines = _Lines()
     try:
         text = file.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_loader_class(lines))  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_loader_class(lines))
     except UnicodeDecodeError:
         raise SpecError([Problem(file, None, "", "not a UTF-8 text file")]) from None
     except yaml.MarkedYAMLError as error:

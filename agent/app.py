@@ -1,0 +1,190 @@
+"""The agent's HTTP API (FastAPI): host info, replicas, logs, artifacts, builds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from workbench.agent.auth import bearer_auth
+from workbench.agent.buildctx import ContextError, inspect_context
+from workbench.agent.errors import BadRequest, install_error_handlers
+from workbench.agent.home import AgentConfig, AgentHome
+from workbench.agent.hostinfo import host_info
+from workbench.agent.runtimes.base import LogFollower, check_artifact_name
+from workbench.agent.runtimes.docker import DockerRuntime
+from workbench.agent.supervisor import Supervisor
+
+from workbench import __version__
+from workbench.models import BuildEvent, DockerStatus, HostInfo, ReplicaInfo, ReplicaRequest
+
+
+def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
+    """Build events as NDJSON lines; guarantees one final done/error; removes the upload."""
+    final = False
+    try:
+        for event in events:
+            final = event.kind in ("done", "error")
+            yield event.model_dump_json(exclude_none=True).encode() + b"\n"
+            if final:
+                return
+        yield (
+            BuildEvent(kind="error", message="build ended without a result")
+            .model_dump_json(exclude_none=True)
+            .encode()
+            + b"\n"
+        )
+    except Exception as e:
+        if not final:
+            yield (
+                BuildEvent(kind="error", message=f"build failed: {e}")
+                .model_dump_json(exclude_none=True)
+                .encode()
+                + b"\n"
+            )
+    finally:
+        context.unlink(missing_ok=True)
+
+
+async def _follow(follower: LogFollower) -> AsyncIterator[bytes]:
+    """Drive a blocking follower from a thread; closing it ends the thread's wait."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+    loop = asyncio.get_running_loop()
+
+    def pump() -> None:
+        try:
+            for chunk in follower:
+                asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+        except Exception:
+            pass
+        finally:
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(queue.put(None), loop)
+
+    worker = loop.run_in_executor(None, pump)
+    try:
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+    finally:
+        follower.close()
+        for _ in range(40):  # let pump's pending put finish so the thread can exit
+            if worker.done():
+                break
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            await asyncio.sleep(0.05)
+
+
+def create_app(
+    home: AgentHome,
+    config: AgentConfig,
+    supervisor: Supervisor,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The FastAPI app; the supervisor starts and stops with it (replicas do not)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await supervisor.start()
+        try:
+            yield
+        finally:
+            await supervisor.close()
+            if on_shutdown is not None:
+                on_shutdown()
+
+    app = FastAPI(
+        title="workbench agent",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_error_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "version": __version__}
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_auth(config.token))])
+
+    @v1.get("/host", response_model=HostInfo)
+    async def get_host() -> HostInfo:
+        docker_rt = supervisor.runtimes.get("docker")
+        if isinstance(docker_rt, DockerRuntime):
+            status = await asyncio.to_thread(docker_rt.docker_status, True)
+        else:
+            status = DockerStatus(available=False, error="docker runtime disabled")
+        return await asyncio.to_thread(host_info, home.root, status)
+
+    @v1.get("/replicas", response_model=list[ReplicaInfo])
+    async def list_replicas(api: str | None = None) -> list[ReplicaInfo]:
+        return supervisor.list(api)
+
+    @v1.get("/replicas/{replica_id}", response_model=ReplicaInfo)
+    async def get_replica(replica_id: str) -> ReplicaInfo:
+        return supervisor.get(replica_id).info()
+
+    @v1.post("/replicas", status_code=201, response_model=ReplicaInfo)
+    async def create_replica(request: ReplicaRequest) -> ReplicaInfo:
+        return await supervisor.create(request)
+
+    @v1.delete("/replicas/{replica_id}", status_code=204)
+    async def delete_replica(replica_id: str, grace: float | None = Query(None, ge=0, le=3600)) -> Response:
+        await supervisor.delete(replica_id, grace)
+        return Response(status_code=204)
+
+    @v1.get("/replicas/{replica_id}/logs")
+    async def replica_logs(
+        replica_id: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False
+    ) -> Response:
+        r = supervisor.get(replica_id)
+        if not follow:
+            lines = await asyncio.to_thread(r.runtime.log_tail, r.handle, tail)
+            return Response("".join(line + "\n" for line in lines), media_type="text/plain")
+        follower = await asyncio.to_thread(r.runtime.follow_logs, r.handle, tail)
+        return StreamingResponse(_follow(follower), media_type="text/plain")
+
+    @v1.get("/artifacts")
+    async def artifact(runtime: str, name: str) -> JSONResponse:
+        rt = supervisor.runtime(runtime)
+        if err := check_artifact_name(name):
+            raise BadRequest(err)
+        await supervisor.require_available(rt)
+        if await asyncio.to_thread(rt.artifact_exists, name):
+            return JSONResponse({"exists": True})
+        return JSONResponse(
+            {"exists": False, "error": f"{runtime} artifact {name!r} not found"}, status_code=404
+        )
+
+    @v1.post("/builds")
+    async def build(request: Request, runtime: str, artifact: str) -> StreamingResponse:
+        rt = supervisor.runtime(runtime)
+        if err := check_artifact_name(artifact):
+            raise BadRequest(err)
+        await supervisor.require_available(rt)
+        fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar.gz", dir=home.tmp_dir)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in request.stream():
+                    f.write(chunk)
+            await asyncio.to_thread(inspect_context, path)
+        except ContextError as e:
+            path.unlink(missing_ok=True)
+            raise BadRequest(str(e)) from e
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        events = rt.build(str(path), artifact)
+        return StreamingResponse(_ndjson(events, path), media_type="application/x-ndjson")
+
+    app.include_router(v1)
+    return app

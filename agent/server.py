@@ -1,0 +1,89 @@
+"""`serve`: bind 127.0.0.1, write the pid file, run the app under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import uvicorn
+from workbench.agent.app import create_app
+from workbench.agent.home import AgentHome
+from workbench.agent.runtimes.base import Runtime
+from workbench.agent.runtimes.docker import DockerRuntime
+from workbench.agent.runtimes.process import ProcessRuntime
+from workbench.agent.supervisor import Supervisor
+
+LOOPBACK = "127.0.0.1"
+
+
+class StartupError(SystemExit):
+    """A clear one-line reason the agent cannot start."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"workbench agent: {message}")
+
+
+def _setup_logging(home: AgentHome) -> None:
+    handler = logging.FileHandler(home.log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).propagate = True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket, or exit naming the port that is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({e.strerror}); is another agent running? "
+            "choose another port with --port"
+        ) from e
+    sock.listen(128)
+    return sock
+
+
+def serve(home: AgentHome, port: int | None, host: str = LOOPBACK, direct: bool = False) -> None:
+    """Run the agent until SIGTERM/SIGINT; replicas keep running after it exits."""
+    if host != LOOPBACK and not direct:
+        raise StartupError(
+            f"refusing to listen on {host}: the agent binds {LOOPBACK} only "
+            "(pass --direct to expose it, token required)"
+        )
+    config = home.load_or_create_config(port)
+    other = home.running_pid()
+    if other is not None:
+        raise StartupError(f"another agent (pid {other}) already uses {home.root}")
+    port = port or config.port
+    sock = bind(host, port)
+    _setup_logging(home)
+    home.write_pid()
+    log = logging.getLogger("workbench.agent")
+    log.info("agent %s listening on %s:%d (home %s)", config.agent_id, host, port, home.root)
+    runtimes: dict[str, Runtime] = {
+        "docker": DockerRuntime(config.agent_id),
+        "process": ProcessRuntime(home.replicas_dir, home.bundles_dir),
+    }
+    app = create_app(home, config, Supervisor(runtimes), on_shutdown=home.remove_pid)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            lifespan="on",
+        )
+    )
+    print(f"workbench agent listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        home.remove_pid()
+        log.info("agent stopped")
