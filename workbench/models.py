@@ -52,7 +52,7 @@ class RuntimeConfig(_Strict):
     predictor_path: str = "predictor.py"
     predictor_class: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    serving: ServingConfig = Field(default_factory=ServingConfig)
+    serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
 
 
 class ReplicaRequest(_Strict):

@@ -97,12 +97,13 @@ class Runtime:
     async def _load(self) -> None:
         started = time.monotonic()
         limit = self.serving.startup_timeout
+        timeout = asyncio.timeout(limit)
         try:
             try:
-                async with asyncio.timeout(limit):
+                async with timeout:
                     handle = await anyio.to_thread.run_sync(self._loader, self.cfg, abandon_on_cancel=True)
             except TimeoutError as exc:
-                if time.monotonic() - started < limit:
+                if not timeout.expired():
                     raise
                 raise TimeoutError(f"not loaded within startup_timeout ({limit:g}s)") from exc
         except asyncio.CancelledError:

@@ -40,7 +40,9 @@ class PredictorHandle:
     ``post_predict(response, payload, [query_params], [headers])`` get the optional arguments
     only when their signature names them. With dynamic batching, ``payload``,
     ``query_params`` and ``headers`` given to ``predict`` are lists (one item per request,
-    in order) and ``predict`` must return a list of the same length.
+    in order) and ``predict`` must return a list of the same length; ``post_predict`` is
+    still called once per request, with that request's own response, payload,
+    query_params and headers.
     """
 
     def __init__(self, instance: object) -> None:
