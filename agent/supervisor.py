@@ -143,13 +143,13 @@ class Supervisor:
             r.handle.started_at = now
             r.ready_since = None
         if not status.running:
-            r.state = ReplicaState.FAILED
-            r.message = (
-                status.detail
-                if status.exit_code is None and status.detail
-                else (describe_exit(status.exit_code, status.oom_killed))
-            )
-            r.log_tail = await asyncio.to_thread(r.runtime.log_tail, r.handle, LOG_TAIL_LINES)
+            # gather everything before publishing the state: readers see a complete report
+            tail = await asyncio.to_thread(r.runtime.log_tail, r.handle, LOG_TAIL_LINES)
+            if status.exit_code is None and status.detail:
+                message = status.detail
+            else:
+                message = describe_exit(status.exit_code, status.oom_killed)
+            r.state, r.message, r.log_tail = ReplicaState.FAILED, message, tail
             r.ready_since = None
             r.restart_at = now + r.backoff
             log.warning("replica %s %s; restarting in %.0fs", r.id, r.message, r.backoff)

@@ -65,6 +65,13 @@ def test_docker_replica_lifecycle(
 
     logs = client.get(f"/v1/replicas/{rid}/logs", params={"tail": 50})
     assert logs.status_code == 200 and "predict called" in logs.text
+    with client.stream("GET", f"/v1/replicas/{rid}/logs", params={"follow": "true", "tail": 1}) as stream:
+        chunks = stream.iter_text()
+        assert next(chunks)  # the tail line arrives at once
+        httpx.post(ready["url"] + "/", json={"x": 2})
+        seen = ""
+        while "predict called" not in seen:
+            seen += next(chunks)
 
     # docker kill: reported failed, then restarted by the agent and ready again
     subprocess.run(["docker", "kill", info["container_id"]], check=True, capture_output=True)
