@@ -26,6 +26,7 @@ class BuildSpec:
     requirements: list[str] = field(default_factory=list)
     pip: list[str] = field(default_factory=list)
     wheelhouse: str | None = None
+    offline: bool = False
     build_commands: list[list[str]] = field(default_factory=list)
     ca_bundle: str | None = None
 
@@ -66,6 +67,7 @@ def parse_spec(raw: bytes | None) -> BuildSpec:
         requirements=_str_list(data, "requirements"),
         pip=_str_list(data, "pip"),
         wheelhouse=_opt_str(data, "wheelhouse"),
+        offline=data.get("offline") is True,
         build_commands=commands,
         ca_bundle=_opt_str(data, "ca_bundle"),
     )

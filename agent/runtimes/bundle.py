@@ -159,8 +159,10 @@ class BundleBuilder:
             step += 1
             yield BuildEvent(kind="step", step=step, total_steps=total, message="install requirements")
             pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+            if spec.offline:
+                pip.append("--no-index")
             if spec.wheelhouse:
-                pip += ["--no-index", "--find-links", str(_inside(root, spec.wheelhouse, "wheelhouse"))]
+                pip += ["--find-links", str(_inside(root, spec.wheelhouse, "wheelhouse"))]
             for req in spec.requirements:
                 pip += ["-r", str(_inside(root, req, "requirements"))]
             pip += spec.pip
