@@ -52,10 +52,12 @@ def main() -> None:
         finally:
             bench.cleanup()
     if args.write:
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} (this repo's dev/CI machine kind)"
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
         table = ["| runtime | requests/s | p50 | p99 | errors |", "|---|---|---|---|---|"]
-        table += [f"| {runtime} | {m.requests_per_second:.0f} | {m.p50_ms:.2f} ms | {m.p99_ms:.2f} ms | {m.errors} |"
-                  for runtime, m in rows]
+        table += [
+            f"| {runtime} | {m.requests_per_second:.0f} | {m.p50_ms:.2f} ms | {m.p99_ms:.2f} ms | {m.errors} |"
+            for runtime, m in rows
+        ]
         write_section(
             "replica_throughput",
             f"## One echo replica, hit directly (`bench/replica_throughput.py`)\n\n"

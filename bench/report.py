@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nFigures printed by the scripts in `bench/` (run with `--write` to update this page).\n\n"
+HEADER = (
+    "# Benchmarks\n\nFigures printed by the scripts in `bench/` "
+    "(run with `--write` to update this page).\n\n"
+)
 
 
 def write_section(name: str, body: str) -> None:

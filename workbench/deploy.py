@@ -6,6 +6,7 @@ same steps per host.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -190,10 +191,8 @@ class Deployer:
 
     def _remove(self, replicas: list[ReplicaInfo]) -> None:
         for replica in replicas:
-            try:
+            with contextlib.suppress(AgentError):
                 self.client.delete_replica(replica.id, grace=5.0)
-            except AgentError:
-                pass
 
 
 def delete_api(client: AgentClient, api: str) -> int:

@@ -25,5 +25,8 @@ class Predictor:
         best = int(probabilities.argmax())
         return {
             "label": self.labels[best],
-            "probabilities": {label: round(float(p), 4) for label, p in zip(self.labels, probabilities)},
+            "probabilities": {
+                label: round(float(p), 4)
+                for label, p in zip(self.labels, probabilities, strict=True)
+            },
         }

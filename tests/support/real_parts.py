@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,16 +109,15 @@ class Workbench:
             import docker
 
             client = docker.from_env()
-            for container in client.containers.list(all=True, filters={"label": f"workbench.agent={agent_id}"}):
+            mine = {"label": f"workbench.agent={agent_id}"}
+            for container in client.containers.list(all=True, filters=mine):
                 container.remove(force=True)
             client.close()
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill_group(pid: int) -> None:

@@ -108,7 +108,7 @@ def _line_of(data: Any, loc: tuple[Any, ...], lines: _Lines) -> int | None:
     return line
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:
     kind = error["type"]
     message = str(error["msg"])
     if kind == "extra_forbidden":
@@ -233,7 +233,8 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
                                     f"API {spec.name!r} is defined twice (first on line {seen[spec.name]})"))
             continue
         seen[spec.name] = api_line
-        problems.extend(_check_files(spec, project, file, _line_of(document, ("predictor",), lines) or api_line))
+        predictor_line = _line_of(document, ("predictor",), lines) or api_line
+        problems.extend(_check_files(spec, project, file, predictor_line))
         loaded.append(LoadedSpec(spec, project, file))
     if problems:
         raise SpecError(problems)

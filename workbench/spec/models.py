@@ -19,7 +19,10 @@ from workbench.models import ServingConfig
 API_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(=[A-Za-z0-9.+:~\-]+)?$")
-PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(\[[A-Za-z0-9,._\-]+\])?([<>=!~]=?[^\s;]+(,[<>=!~]=?[^\s;,]+)*)?$")
+PIP_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._\-]*(\[[A-Za-z0-9,._\-]+\])?"
+    r"([<>=!~]=?[^\s;]+(,[<>=!~]=?[^\s;,]+)*)?$"
+)
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -55,7 +58,8 @@ class PredictorSpec(_Strict):
     )
     config: dict[str, Any] = Field(default_factory=dict)
     requirements: str | None = Field(
-        None, description="pip requirements file, relative to the project (default: requirements.txt if present)"
+        None,
+        description="pip requirements file in the project (default: requirements.txt if present)",
     )
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -153,7 +157,9 @@ class ImageSpec(_Strict):
     def _commands(cls, value: list[list[str]]) -> list[list[str]]:
         for command in value:
             if not command:
-                raise ValueError("a build command must not be empty; write it as a list, e.g. [python, train.py]")
+                raise ValueError(
+                    "a build command must not be empty; write it as a list, e.g. [python, train.py]"
+                )
         return value
 
 
@@ -161,13 +167,13 @@ class ApiSpec(_Strict):
     """One API: a predictor, how to build it, where and how it runs."""
 
     name: str
-    predictor: PredictorSpec = Field(default_factory=PredictorSpec)  # type: ignore[arg-type]
-    compute: ComputeSpec = Field(default_factory=ComputeSpec)  # type: ignore[arg-type]
+    predictor: PredictorSpec = Field(default_factory=PredictorSpec)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
     replicas: int | None = Field(None, ge=0, le=1000)
     autoscaling: AutoscalingSpec | None = None
-    serving: ServingConfig = Field(default_factory=ServingConfig)  # type: ignore[arg-type]
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     runtime: Literal["auto", "docker", "process"] = "auto"
-    image: ImageSpec = Field(default_factory=ImageSpec)  # type: ignore[arg-type]
+    image: ImageSpec = Field(default_factory=ImageSpec)
 
     @field_validator("name")
     @classmethod
@@ -191,5 +197,7 @@ class ApiSpec(_Strict):
             return self.replicas
         if self.autoscaling is not None:
             scaling = self.autoscaling
-            return scaling.init_replicas if scaling.init_replicas is not None else max(scaling.min_replicas, 1)
+            if scaling.init_replicas is not None:
+                return scaling.init_replicas
+            return max(scaling.min_replicas, 1)
         return 1
