@@ -55,7 +55,8 @@ def main() -> None:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
         table = ["| runtime | requests/s | p50 | p99 | errors |", "|---|---|---|---|---|"]
         table += [
-            f"| {runtime} | {m.requests_per_second:.0f} | {m.p50_ms:.2f} ms | {m.p99_ms:.2f} ms | {m.errors} |"
+            f"| {runtime} | {m.requests_per_second:.0f} | {m.p50_ms:.2f} ms | {m.p99_ms:.2f} ms "
+            f"| {m.errors} |"
             for runtime, m in rows
         ]
         write_section(
