@@ -20,6 +20,10 @@ LABEL_AGENT = "workbench.agent"
 LABEL_REQUEST = "workbench.request"
 LABEL_IMAGE_HASH = "workbench.image-hash"
 
+#: The default base image, and the one `workbench image bootstrap` builds where it cannot be pulled.
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+BOOTSTRAP_BASE_IMAGE = "workbench/python:3.11-bookworm"
+
 #: Port the predictor runtime listens on inside a container.
 CONTAINER_PORT = 8080
 

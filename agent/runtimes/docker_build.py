@@ -10,19 +10,12 @@ from typing import Any
 import docker
 from docker.errors import DockerException, ImageNotFound
 from workbench.agent.buildctx import ContextError, dockerfile_base_default, inspect_context, read_member
+from workbench.agent.runtimes.base_image import BaseImageError, resolve_base_image
 from workbench.agent.runtimes.bundle import artifact_lock
 
 from workbench.models import LABEL_IMAGE_HASH, BuildEvent
 
-#: The default base image, and what may stand in for it where no registry is reachable.
-DEFAULT_BASE = "python:3.11-slim"
-BOOTSTRAP_BASE = "workbench/python:3.11-bookworm"
-
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-
-
-class BaseImageError(Exception):
-    pass
 
 
 def image_exists(client: docker.DockerClient, name: str) -> bool:
@@ -31,23 +24,6 @@ def image_exists(client: docker.DockerClient, name: str) -> bool:
         return True
     except ImageNotFound:
         return False
-
-
-def resolve_base(
-    client: docker.DockerClient, pull_client: docker.DockerClient, base: str
-) -> tuple[str, str | None]:
-    """Return the base image to build from and an optional note for the user."""
-    if image_exists(client, base):
-        return base, None
-    try:
-        repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "")
-        pull_client.images.pull(repo or base, tag=tag or "latest")
-        return base, f"pulled {base}"
-    except (DockerException, OSError) as e:
-        reason = str(e).splitlines()[0][:300]
-    if base == DEFAULT_BASE and image_exists(client, BOOTSTRAP_BASE):
-        return BOOTSTRAP_BASE, (f"cannot pull {base} ({reason}); using the local {BOOTSTRAP_BASE} instead")
-    raise BaseImageError(f"cannot pull {base} ({reason}): run `workbench image bootstrap` or set image.base")
 
 
 def events_from_stream(stream: Iterator[dict[str, Any]]) -> Iterator[BuildEvent]:
@@ -94,7 +70,7 @@ def build_image(
             base = spec.base_image or dockerfile_base_default(dockerfile)
             buildargs = {}
             if base:
-                resolved, note = resolve_base(client, pull_client, base)
+                resolved, note = resolve_base_image(pull_client, base)
                 if note:
                     yield BuildEvent(kind="log", message=note)
                 buildargs["BASE_IMAGE"] = resolved

@@ -21,7 +21,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-BOOTSTRAP_BASE = "workbench/python:3.11-bookworm"
+
 T = TypeVar("T")
 
 PREDICTOR = """

@@ -8,8 +8,8 @@ import pytest
 
 from tests.images.conftest import MakeProject
 from tests.support.real_parts import IN_CI, require_docker
-from workbench.images.base import BOOTSTRAP_TAG
 from workbench.images.context import make_context
+from workbench.models import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
 from workbench.models import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 pytestmark = pytest.mark.docker

@@ -1,6 +1,6 @@
 """Image builds: API spec -> build context, wheelhouses, base-image bootstrap, build progress.
 
-Modules (import them directly; this package imports nothing so that `base` stays light):
+Modules (import them directly):
 
 - `context`: `make_context` / `compute_hash`, the build context the agent consumes
 - `plan`: what goes into a context and its content hash
@@ -10,7 +10,6 @@ Modules (import them directly; this package imports nothing so that `base` stays
 - `wheelhouse`: resolve wheels on the workstation for offline builds
 - `dockerfile`: the generated Dockerfile
 - `archive`: deterministic tar.gz writer
-- `base`: pick a base image the local engine has or can pull (docker + stdlib only)
 - `bootstrap`: build a Python base image from Debian packages
 - `progress`: render an agent's build events
 """

@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from workbench.images.base import BOOTSTRAP_TAG
 from workbench.images.errors import ImageError
+from workbench.models import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
 
 Progress = Callable[[str], None]
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

@@ -1,14 +1,15 @@
 """Pick the base image a build uses: local, pulled, or the bootstrapped fallback.
 
-Depends on the standard library and a docker-py client only, so the agent can carry a copy."""
+Runs in the agent, which owns the host's Docker engine and its builds."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-DEFAULT_BASE_IMAGE = "python:3.11-slim"
-BOOTSTRAP_TAG = "workbench/python:3.11-bookworm"
+from workbench.models import BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE
+
+BOOTSTRAP_TAG = BOOTSTRAP_BASE_IMAGE
 PULL_TIMEOUT = 60.0
 
 

@@ -1,12 +1,12 @@
 import pytest
-
-from tests.support.real_parts import require_docker
-from workbench.images.base import (
+from workbench.agent.runtimes.base_image import (
     BOOTSTRAP_TAG,
     DEFAULT_BASE_IMAGE,
     BaseImageError,
     resolve_base_image,
 )
+
+from tests.support.real_parts import require_docker
 
 pytestmark = pytest.mark.docker
 
