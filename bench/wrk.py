@@ -11,7 +11,7 @@ from pathlib import Path
 
 _LUA = """
 wrk.method = "POST"
-wrk.body = {body!r}
+wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
 """
 
@@ -44,7 +44,9 @@ def run_wrk(url: str, *, body: str, connections: int, seconds: int, threads: int
     wrk = require_wrk()
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "post.lua"
-        script.write_text(_LUA.format(body=body).replace("'", '"'))
+        if "]==]" in body:
+            raise ValueError("the request body must not contain ]==]")
+        script.write_text(_LUA.format(body=body))
         output = subprocess.run(
             [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
             capture_output=True, text=True, check=True, timeout=seconds + 60,
