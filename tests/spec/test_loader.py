@@ -200,3 +200,51 @@ def test_examples_load() -> None:
     names = sorted(loaded.spec.name for folder in examples.iterdir() if folder.is_dir()
                    for loaded in load_specs(folder))
     assert names == ["digits-torch", "echo", "iris"]
+
+
+def test_traffic_splitter(tmp_path: Path) -> None:
+    from workbench.spec.loader import load_spec_file
+
+    loaded = load_spec_file(project(tmp_path, """
+        - name: model-a
+        - name: model-b
+        - kind: traffic_splitter
+          name: model
+          apis:
+            - {name: model-a, weight: 80}
+            - {name: model-b, weight: 20}
+            - {name: model-c, weight: 0, shadow: true}
+    """))
+    assert [a.spec.name for a in loaded.apis] == ["model-a", "model-b"]
+    [splitter] = loaded.splitters
+    assert splitter.spec.name == "model" and len(splitter.spec.apis) == 3
+
+
+def test_traffic_splitter_errors(tmp_path: Path) -> None:
+    found = problems(project(tmp_path, """
+        - kind: traffic_splitter
+          name: bad
+          apis: [{name: a, weight: 50}, {name: b, weight: 20}]
+        - kind: traffic_splitter
+          name: loop
+          apis: [{name: loop, weight: 100}]
+        - kind: traffic_splitter
+          name: typo
+          apis: [{name: a, weight: 100, shadw: true}]
+    """))
+    assert any("[0]" in p and "add up to 100" in p for p in found)
+    assert any("[1]" in p and "itself" in p for p in found)
+    assert any("[2].apis.0.shadw: unknown field" in p and "allowed: name, weight, shadow" in p for p in found)
+
+
+def test_reserved_names_and_update_and_routing(tmp_path: Path) -> None:
+    found = problems(project(tmp_path, """
+        - name: metrics
+        - name: ok
+          update: {max_surge: 0, max_unavailable: 0}
+        - name: fine
+          routing: {policy: fastest}
+    """))
+    assert any("[0].name" in p and "reserved" in p for p in found)
+    assert any("[1].update" in p and "cannot both be 0" in p for p in found)
+    assert any("[2].routing.policy" in p and "'ewma'" in p for p in found)

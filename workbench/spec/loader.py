@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from workbench.spec.models import ApiSpec
+from workbench.spec.models import ApiSpec, TrafficSplitterSpec
 
 SPEC_FILENAMES = ("workbench.yaml", "workbench.yml")
 DEFAULT_CLASSES = ("Predictor", "PythonPredictor")
@@ -41,6 +41,21 @@ class LoadedSpec:
     spec: ApiSpec
     project_dir: Path
     file: Path
+
+
+@dataclass(frozen=True)
+class LoadedSplitter:
+    spec: TrafficSplitterSpec
+    file: Path
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """Everything one workbench.yaml describes."""
+
+    file: Path
+    apis: list[LoadedSpec]
+    splitters: list[LoadedSplitter]
 
 
 class _Lines:
@@ -122,8 +137,8 @@ def _describe(error: Any) -> str:
     return message
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> str:
-    model: Any = ApiSpec
+def _allowed_fields(loc: tuple[Any, ...], root: Any = ApiSpec) -> str:
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -186,6 +201,11 @@ def _check_files(spec: ApiSpec, project: Path, file: Path, line: int | None) -> 
 
 def load_specs(path: Path | str) -> list[LoadedSpec]:
     """Load every API of a workbench.yaml (a folder holding one, or the file itself)."""
+    return load_spec_file(path).apis
+
+
+def load_spec_file(path: Path | str) -> SpecFile:
+    """Load every API and traffic splitter of a workbench.yaml."""
     file = _find_spec_file(Path(path).resolve())
     project = file.parent
     lines = _Lines()
@@ -207,6 +227,7 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
     prefix_index = isinstance(data, list)
     problems: list[Problem] = []
     loaded: list[LoadedSpec] = []
+    splitters: list[LoadedSplitter] = []
     seen: dict[str, int | None] = {}
     for index, document in enumerate(documents):
         line = _line_of(data, (index,), lines) if prefix_index else lines.of_container.get(id(data))
@@ -214,8 +235,11 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
             problems.append(Problem(file, line, f"[{index}]" if prefix_index else "",
                                     "each API must be a mapping with at least a name"))
             continue
+        model: type[ApiSpec] | type[TrafficSplitterSpec] = (
+            TrafficSplitterSpec if document.get("kind") == "traffic_splitter" else ApiSpec
+        )
         try:
-            spec = ApiSpec.model_validate(document)
+            spec = model.model_validate(document)
         except ValidationError as error:
             for item in error.errors():
                 loc = tuple(item["loc"])
@@ -223,7 +247,7 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
                 field = ".".join(str(part) for part in loc) or "(api)"
                 if prefix_index:
                     field = f"[{index}].{field}"
-                hint = _allowed_fields(loc) if item["type"] == "extra_forbidden" else ""
+                hint = _allowed_fields(loc, model) if item["type"] == "extra_forbidden" else ""
                 problems.append(Problem(file, _line_of(data, full, lines), field,
                                         _describe(item) + hint))
             continue
@@ -233,9 +257,19 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
                                     f"API {spec.name!r} is defined twice (first on line {seen[spec.name]})"))
             continue
         seen[spec.name] = api_line
+        if isinstance(spec, TrafficSplitterSpec):
+            splitters.append(LoadedSplitter(spec, file))
+            continue
         predictor_line = _line_of(document, ("predictor",), lines) or api_line
         problems.extend(_check_files(spec, project, file, predictor_line))
         loaded.append(LoadedSpec(spec, project, file))
+    splitter_names = {s.spec.name for s in splitters}
+    for splitter in splitters:
+        line = seen.get(splitter.spec.name)
+        for target in splitter.spec.apis:
+            if target.name in splitter_names:
+                problems.append(Problem(file, line, "apis", f"{target.name} is a traffic splitter; "
+                                        "a splitter routes to APIs with replicas"))
     if problems:
         raise SpecError(problems)
-    return loaded
+    return SpecFile(file, loaded, splitters)

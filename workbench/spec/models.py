@@ -163,9 +163,99 @@ class ImageSpec(_Strict):
         return value
 
 
+Percent = Annotated[str, Field(pattern=r"^\d{1,3}%$")]
+
+#: Paths the controller serves itself; an API may not take these names.
+RESERVED_NAMES = frozenset({"v1", "metrics", "healthz", "readyz", "docs", "openapi", "api", "workbench"})
+
+
+class RoutingSpec(_Strict):
+    """How the router on the workstation spreads this API's requests over its replicas."""
+
+    policy: Literal["p2c", "least_outstanding", "round_robin", "ewma"] = "p2c"
+    timeout: float = Field(60.0, gt=0, le=3600, description="seconds before the router answers 504")
+    idempotent: bool = Field(True, description="retry after a partial send (predictions usually are)")
+    max_retries: int = Field(2, ge=0, le=10)
+    retry_budget: float = Field(0.2, ge=0, le=1, description="retries allowed as a share of requests")
+    retry_budget_min: float = Field(10.0, ge=0, description="retries per second always allowed")
+    eject_after: int = Field(5, ge=1, le=1000, description="consecutive failures that eject a replica")
+    eject_seconds: float = Field(10.0, gt=0, le=3600, description="first ejection; doubles each time")
+    max_ejected_percent: float = Field(50.0, ge=0, le=100)
+    scale_from_zero_timeout: float = Field(
+        300.0, gt=0, le=3600, description="how long a request waits while an API scaled to zero starts"
+    )
+    api_keys_env: str | None = Field(
+        None, description="environment variable holding comma-separated API keys for this API"
+    )
+
+
+class UpdateSpec(_Strict):
+    """Rolling updates: how many replicas above desired may start, how many may be unready."""
+
+    max_surge: int | Percent = "25%"
+    max_unavailable: int | Percent = "25%"
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> UpdateSpec:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("max_surge and max_unavailable cannot both be 0 (the update could not progress)")
+        return self
+
+    @staticmethod
+    def resolve(value: int | str, desired: int, *, round_up: bool) -> int:
+        if isinstance(value, int):
+            return value
+        share = int(value[:-1]) * desired / 100
+        return int(-(-share // 1)) if round_up else int(share // 1)
+
+
+class SplitTarget(_Strict):
+    name: str
+    weight: float = Field(ge=0, le=100)
+    shadow: bool = Field(False, description="gets a copy of every request; its answer is dropped")
+
+
+class TrafficSplitterSpec(_Strict):
+    """An endpoint that routes by weight to other APIs (A/B tests, canaries), as Cortex's."""
+
+    kind: Literal["traffic_splitter"]
+    name: str
+    apis: list[SplitTarget] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_api_name(value)
+
+    @model_validator(mode="after")
+    def _weights(self) -> TrafficSplitterSpec:
+        served = [target for target in self.apis if not target.shadow]
+        if not served:
+            raise ValueError("at least one API must take real traffic (shadow: false)")
+        if abs(sum(target.weight for target in served) - 100) > 1e-6:
+            raise ValueError("the weights of the non-shadow APIs must add up to 100")
+        if len([t for t in self.apis if t.shadow]) > 1:
+            raise ValueError("at most one shadow API")
+        if self.name in {target.name for target in self.apis}:
+            raise ValueError("a traffic splitter cannot route to itself")
+        return self
+
+
+def _check_api_name(value: str) -> str:
+    if not API_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid API name: use lowercase letters, digits and '-', "
+            "starting with a letter, at most 63 characters"
+        )
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is reserved by workbench; choose another name")
+    return value
+
+
 class ApiSpec(_Strict):
     """One API: a predictor, how to build it, where and how it runs."""
 
+    kind: Literal["api"] = "api"
     name: str
     predictor: PredictorSpec = Field(default_factory=PredictorSpec)
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
@@ -174,16 +264,13 @@ class ApiSpec(_Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     runtime: Literal["auto", "docker", "process"] = "auto"
     image: ImageSpec = Field(default_factory=ImageSpec)
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    update: UpdateSpec = Field(default_factory=UpdateSpec)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not API_NAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a valid API name: use lowercase letters, digits and '-', "
-                "starting with a letter, at most 63 characters"
-            )
-        return value
+        return _check_api_name(value)
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> ApiSpec:
