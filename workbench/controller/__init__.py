@@ -1,0 +1,1 @@
+"""The controller: desired state, fleet, scheduler, reconciler, autoscaler, control API."""

@@ -1,0 +1,134 @@
+"""The control API's request and response bodies (shared by the controller, the CLI and the TUI)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workbench.models import BuildEvent, HostInfo, ReplicaState, RuntimeKind
+
+ApiStatus = Literal["live", "updating", "starting", "error", "scaled_to_zero", "pending", "splitter"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeployRequest(_Body):
+    """POST /v1/deployments: deploy what a workbench.yaml on this machine describes."""
+
+    path: str = Field(description="project folder or workbench.yaml, on the controller's machine")
+    apis: list[str] | None = Field(None, description="only these APIs of the file")
+    runtime: RuntimeKind | None = None
+    offline: bool | None = None
+
+
+class DeployEvent(BaseModel):
+    """One NDJSON line of a deployment's progress; the stream ends with one done or error."""
+
+    kind: Literal["log", "build", "rollout", "done", "error"]
+    api: str | None = None
+    message: str = ""
+    build: BuildEvent | None = None
+    log_tail: list[str] = Field(default_factory=list)
+    results: list[DeployResultBody] = Field(default_factory=list)
+
+
+class DeployResultBody(BaseModel):
+    name: str
+    kind: Literal["api", "traffic_splitter"] = "api"
+    runtime: RuntimeKind | None = None
+    artifact: str | None = None
+    built: bool = False
+    unchanged: bool = False
+    replaced: int = 0
+    endpoint: str
+
+
+class ScaleRequest(_Body):
+    """POST /v1/apis/{name}/scale: a fixed count, or new autoscaling bounds."""
+
+    replicas: int | None = Field(None, ge=0, le=1000)
+    min_replicas: int | None = Field(None, ge=0, le=1000)
+    max_replicas: int | None = Field(None, ge=1, le=1000)
+
+
+class ReplicaCounts(BaseModel):
+    requested: int = 0
+    ready: int = 0
+    up_to_date: int = 0
+    failed: int = 0
+
+
+class TrafficBody(BaseModel):
+    requests_per_second: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    status_2xx: int = 0
+    status_4xx: int = 0
+    status_5xx: int = 0
+    in_flight: int = 0
+    retries: int = 0
+    ejections: int = 0
+
+
+class ApiSummary(BaseModel):
+    name: str
+    kind: Literal["api", "traffic_splitter"] = "api"
+    status: ApiStatus
+    replicas: ReplicaCounts = Field(default_factory=ReplicaCounts)
+    runtime: RuntimeKind | None = None
+    artifact: str | None = None
+    spec_hash: str | None = None
+    updated_at: float
+    endpoint: str
+    traffic: TrafficBody = Field(default_factory=TrafficBody)
+    autoscaling: dict[str, Any] | None = None  # min/max/target when autoscaled
+    split: list[dict[str, Any]] = Field(default_factory=list)  # for traffic splitters
+
+
+class ReplicaBody(BaseModel):
+    id: str
+    host: str
+    state: ReplicaState
+    url: str | None = None
+    in_flight: int = 0
+    restarts: int = 0
+    message: str | None = None
+    spec_hash: str
+    up_to_date: bool
+    ejected: bool = False
+    created_at: float
+    log_tail: list[str] = Field(default_factory=list)
+
+
+class EventBody(BaseModel):
+    at: float
+    api: str | None = None
+    kind: str  # deploy, rollout, scale, autoscale, replica, host, error …
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiDetail(ApiSummary):
+    replica_list: list[ReplicaBody] = Field(default_factory=list)
+    events: list[EventBody] = Field(default_factory=list)
+
+
+class HostBody(BaseModel):
+    name: str
+    address: str
+    state: Literal["ready", "unreachable", "connecting"]
+    last_seen: float | None = None
+    info: HostInfo | None = None
+    replicas: int = 0
+    message: str | None = None
+
+
+class DeletedBody(BaseModel):
+    name: str
+    deleted_replicas: int
+
+
+DeployEvent.model_rebuild()

@@ -1,0 +1,1 @@
+"""The router (data plane): spreads requests to an API over its ready replicas."""

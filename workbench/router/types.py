@@ -1,0 +1,58 @@
+"""What the controller tells the router: the routes (APIs and splitters) and their ready replicas.
+
+The contract between workbench.controller (which knows desired state and replicas) and
+workbench.router (the data plane). Plain frozen dataclasses: cheap to compare and swap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workbench.spec.models import RoutingSpec
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ready replica the router may send requests to."""
+
+    replica_id: str
+    url: str  # e.g. http://127.0.0.1:49153 (through an SSH tunnel for remote hosts, later)
+    host: str = "local"
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """An API with replicas."""
+
+    name: str
+    routing: RoutingSpec = field(default_factory=RoutingSpec)
+    max_body_bytes: int = 10 * 1024 * 1024
+    scale_to_zero: bool = False  # min_replicas == 0: with no endpoint, wake and wait instead of 503
+    api_keys: frozenset[str] = frozenset()  # empty: no key needed (unless the router requires keys)
+
+
+@dataclass(frozen=True)
+class SplitRoute:
+    """A traffic splitter: picks one target API by weight; an optional shadow gets a copy."""
+
+    name: str
+    targets: tuple[tuple[str, float], ...]  # (api name, weight); weights add up to 100
+    shadow: str | None = None
+    api_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ApiTraffic:
+    """Request statistics for one API over the router's recent window (for `workbench get`)."""
+
+    requests_per_second: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    status_2xx: int = 0  # totals since the router started
+    status_4xx: int = 0
+    status_5xx: int = 0
+    in_flight: int = 0
+    retries: int = 0
+    ejections: int = 0
+    replica_in_flight: dict[str, int] = field(default_factory=dict)
+    ejected: tuple[str, ...] = ()
