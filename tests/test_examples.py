@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.real_parts import EXAMPLES, Workbench, docker_answers, require_docker
@@ -45,22 +46,25 @@ def test_deploy_predict_delete(bench: Workbench, example: str) -> None:
     deployed = bench.run("deploy", str(EXAMPLES / example), "--runtime", runtime, "--json")
     [result] = json.loads(deployed.stdout)
     assert result["name"] == example and result["runtime"] == runtime
-    assert [r["state"] for r in result["replicas"]] == ["ready"]
-    url = result["replicas"][0]["url"]
-    assert url.startswith("http://127.0.0.1:")
+    assert result["endpoint"] == f"{bench.url}/{example}"
 
     payload, check = REQUESTS[example]
     answer = bench.json("predict", example, json.dumps(payload))
     assert answer["status"] == 200, answer  # type: ignore[index]
     assert check(answer["body"]), answer  # type: ignore[index]
+    # an app calls the router directly
+    direct = httpx.post(result["endpoint"], json=payload, timeout=30)
+    assert direct.status_code == 200 and check(direct.json())
+    assert direct.headers["x-request-id"]
 
     listed = bench.json("get")
-    assert any(row["name"] == example and row["ready"] == 1 for row in listed)  # type: ignore[union-attr]
+    [row] = [row for row in listed if row["name"] == example]  # type: ignore[union-attr]
+    assert row["status"] == "live" and row["replicas"]["ready"] == 1
+    assert row["traffic"]["status_2xx"] >= 2
 
     # deploying the same spec again changes nothing and rebuilds nothing
     again = json.loads(bench.run("deploy", str(EXAMPLES / example), "--runtime", runtime, "--json").stdout)
     assert again[0]["unchanged"] is True and again[0]["built"] is False
-    assert again[0]["replicas"][0]["id"] == result["replicas"][0]["id"]
 
     bench.run("delete", example)
     assert all(row["name"] != example for row in bench.json("get"))  # type: ignore[union-attr]

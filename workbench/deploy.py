@@ -1,7 +1,7 @@
 """Deploy APIs onto one host's agent: build (or reuse) the artifact, start replicas, swap.
 
-Until the controller exists this is what `workbench deploy` runs; the controller will call the
-same steps per host.
+The controller (workbench.controller.deployments) calls `choose_runtime`, `ensure_artifact` and
+`replica_request` per host; `Deployer` is the direct, controller-less flow against one agent.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from workbench.models import (
     RuntimeKind,
 )
 from workbench.spec.loader import LoadedSpec
+from workbench.spec.models import ApiSpec
 
 #: Renders a build's event stream and returns the artifact (raises on a failed build).
 BuildRenderer = Callable[[Iterable[BuildEvent]], str | None]
@@ -66,9 +67,11 @@ def choose_runtime(loaded: LoadedSpec, host: HostInfo, override: str | None = No
     return "process"
 
 
-def replica_request(loaded: LoadedSpec, runtime: RuntimeKind, artifact: str,
+def replica_request(loaded: LoadedSpec | ApiSpec, runtime: RuntimeKind, artifact: str,
                     image_hash: str) -> ReplicaRequest:
-    spec = loaded.spec
+    """What an agent needs to run one replica; its spec_hash identifies an up-to-date replica
+    (image, runtime, predictor config, serving, env, compute — not routing, update or scaling)."""
+    spec = loaded.spec if isinstance(loaded, LoadedSpec) else loaded
     runtime_config = RuntimeConfig(
         api=spec.name,
         project_dir="/app",
@@ -97,6 +100,25 @@ def replica_request(loaded: LoadedSpec, runtime: RuntimeKind, artifact: str,
     )
 
 
+def ensure_artifact(client: AgentClient, loaded: LoadedSpec, runtime: RuntimeKind, offline: bool | None,
+                    *, say: Callable[[str], None], render_build: BuildRenderer) -> tuple[str, str, bool]:
+    """Build the API's image/bundle on `client`'s host unless it is there already (by content
+    hash). Returns (artifact, image_hash, built)."""
+    plan = plan_build(loaded, runtime, offline)
+    image_hash = plan.image_hash()
+    artifact = plan.artifact(image_hash)
+    if client.artifact_exists(runtime, artifact):
+        say(f"{loaded.spec.name}: {artifact} is up to date (no rebuild)")
+        return artifact, image_hash, False
+    say(f"{loaded.spec.name}: building {artifact} ({runtime} runtime)")
+    context = make_context(loaded, runtime=runtime, offline=offline, progress=say)
+    try:
+        built = render_build(client.build(runtime, context.artifact, context.path))
+    finally:
+        context.cleanup()
+    return built or context.artifact, context.image_hash, True
+
+
 class Deployer:
     """Runs the deploy steps against one agent, reporting progress through callbacks."""
 
@@ -113,19 +135,8 @@ class Deployer:
     def ensure_artifact(self, loaded: LoadedSpec, runtime: RuntimeKind,
                         offline: bool | None) -> tuple[str, str, bool]:
         """Build the API's image/bundle unless the agent already has it (by content hash)."""
-        plan = plan_build(loaded, runtime, offline)
-        image_hash = plan.image_hash()
-        artifact = plan.artifact(image_hash)
-        if self.client.artifact_exists(runtime, artifact):
-            self.say(f"{loaded.spec.name}: {artifact} is up to date (no rebuild)")
-            return artifact, image_hash, False
-        self.say(f"{loaded.spec.name}: building {artifact} ({runtime} runtime)")
-        context = make_context(loaded, runtime=runtime, offline=offline, progress=self.say)
-        try:
-            built = self.render_build(self.client.build(runtime, context.artifact, context.path))
-        finally:
-            context.cleanup()
-        return built or context.artifact, context.image_hash, True
+        return ensure_artifact(self.client, loaded, runtime, offline, say=self.say,
+                               render_build=self.render_build)
 
     def deploy(self, loaded: LoadedSpec, host: HostInfo, *, runtime_override: str | None = None,
                offline: bool | None = None) -> DeployResult:

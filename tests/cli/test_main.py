@@ -20,7 +20,8 @@ def write_project(folder: Path, spec: str, predictor: str) -> Path:
 def test_version_and_help(workbench: Workbench) -> None:
     assert "workbench" in workbench.run("--version").stdout
     helped = workbench.run("--help").stdout
-    for command in ("deploy", "get", "predict", "logs", "delete", "agent", "image"):
+    for command in ("deploy", "get", "predict", "logs", "scale", "delete", "serve", "hosts", "events",
+                    "agent", "controller", "image"):
         assert command in helped
 
 
@@ -31,7 +32,7 @@ def test_invalid_spec_deploys_nothing(workbench: Workbench, tmp_path: Path) -> N
     assert result.returncode == 2
     assert "workbench.yaml:3: serving.max_concurency: unknown field" in result.stderr
     assert "nothing was deployed" in result.stderr
-    assert not (workbench.agent_home / "config.json").exists(), "no agent may start for a bad spec"
+    assert not (workbench.home / "controller" / "controller.json").exists(), "nothing may start"
 
 
 def test_bad_arguments(workbench: Workbench) -> None:
@@ -43,22 +44,28 @@ def test_bad_arguments(workbench: Workbench) -> None:
     assert result.returncode == 2 and "no such file" in result.stderr
     result = workbench.run("logs", "echo", "--tail", "-1", check=False)
     assert result.returncode == 2
+    result = workbench.run("scale", "echo", check=False)
+    assert result.returncode == 2 and "--replicas" in result.stderr
+    result = workbench.run("scale", "echo", "--replicas", "-3", check=False)
+    assert result.returncode == 2
 
 
-def test_commands_without_agent_say_so(workbench: Workbench) -> None:
-    for args in (("predict", "echo", "{}"), ("logs", "echo"), ("delete", "echo")):
+def test_commands_without_controller_say_so(workbench: Workbench) -> None:
+    for args in (("predict", "echo", "{}"), ("logs", "echo"), ("delete", "echo"), ("hosts",)):
         result = workbench.run(*args, check=False)
         assert result.returncode == 1
-        assert "agent is not running" in result.stderr
+        assert "no controller is running" in result.stderr
+    assert workbench.run("get").returncode == 0
+    assert workbench.json("get") == []
 
 
-def test_agent_port_taken(workbench: Workbench) -> None:
+def test_controller_port_taken(workbench: Workbench) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", workbench.agent_port))
+        squatter.bind(("127.0.0.1", workbench.port))
         squatter.listen()
         result = workbench.run("deploy", str(EXAMPLES / "echo"), check=False)
     assert result.returncode == 1
-    assert f"port {workbench.agent_port}" in result.stderr and "WORKBENCH_AGENT_PORT" in result.stderr
+    assert str(workbench.port) in result.stderr and "WORKBENCH_PORT" in result.stderr
 
 
 def test_docker_missing_suggests_process_runtime(workbench: Workbench, tmp_path: Path) -> None:
@@ -70,7 +77,7 @@ def test_docker_missing_suggests_process_runtime(workbench: Workbench, tmp_path:
 
 
 def test_process_runtime_lifecycle_and_errors(workbench: Workbench, tmp_path: Path) -> None:
-    """auto runtime without Docker → process; unknown API errors; logs; predictor errors."""
+    """auto runtime without Docker → process; predictor errors; logs; get; delete."""
     workbench.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
     project = write_project(tmp_path / "picky", "name: picky\n", """
         class Predictor:
@@ -83,24 +90,29 @@ def test_process_runtime_lifecycle_and_errors(workbench: Workbench, tmp_path: Pa
                 return {"double": payload["x"] * 2}
     """)
     deployed = workbench.run("deploy", str(project))
-    assert "using the process runtime" in deployed.stderr
-    assert "picky deployed: 1 replica(s) ready (process)" in deployed.stdout
+    assert "process runtime" in deployed.stderr
+    assert f"picky deployed (process): POST {workbench.url}/picky" in deployed.stdout
 
     answer = workbench.json("predict", "picky", '{"x": 21}')
     assert answer["status"] == 200 and answer["body"] == {"double": 42}  # type: ignore[index]
+    assert answer["replica"]  # type: ignore[index]
     rejected = workbench.run("predict", "picky", '{"y": 1}', "--json", check=False)
     assert rejected.returncode == 1
     assert "payload needs x" in json.loads(rejected.stdout)["body"]["error"]
     assert workbench.json("predict", "picky", '{"x": 1}')["status"] == 200  # type: ignore[index]
+    unknown = workbench.run("predict", "nosuch", "{}", "--json", check=False)
+    assert unknown.returncode == 1 and "picky" in unknown.stdout  # the router lists known APIs
 
     assert "picky loaded" in workbench.run("logs", "picky").stdout
-    unknown = workbench.run("get", "nosuch", check=False)
-    assert unknown.returncode == 1 and "deployed APIs: picky" in unknown.stderr
+    missing = workbench.run("get", "nosuch", check=False)
+    assert missing.returncode == 1 and "nosuch" in missing.stderr
 
     table = workbench.run("get").stdout
-    assert "picky" in table and "live" in table and "1/1" in table
+    assert "picky" in table and "live" in table
     detail = workbench.json("get", "picky")
-    assert detail["replicas_detail"][0]["state"] == "ready"  # type: ignore[index]
+    assert detail["replica_list"][0]["state"] == "ready"  # type: ignore[index]
+    assert "local" in workbench.run("hosts").stdout
+    assert any(e["api"] == "picky" for e in workbench.json("events"))  # type: ignore[union-attr]
 
     workbench.run("delete", "picky")
     assert workbench.json("get") == []
@@ -117,12 +129,11 @@ def test_predictor_failing_at_start_deploys_nothing(workbench: Workbench, tmp_pa
     """)
     result = workbench.run("deploy", str(project), check=False)
     assert result.returncode == 1
-    assert "failed to start" in result.stderr and "nothing was deployed" in result.stderr
     assert "weights file is corrupt" in result.stderr  # the replica's log tail is shown
     assert workbench.json("get") == []
 
 
-def test_changed_spec_replaces_replicas(workbench: Workbench, tmp_path: Path) -> None:
+def test_changed_spec_rolls_out(workbench: Workbench, tmp_path: Path) -> None:
     spec = "name: versioned\nruntime: process\npredictor:\n  config: {version: %d}\n"
     code = """
         class Predictor:
@@ -133,10 +144,11 @@ def test_changed_spec_replaces_replicas(workbench: Workbench, tmp_path: Path) ->
                 return self.version
     """
     project = write_project(tmp_path / "v", spec % 1, code)
-    first = json.loads(workbench.run("deploy", str(project), "--json").stdout)[0]
+    workbench.run("deploy", str(project))
     assert workbench.json("predict", "versioned", "{}")["body"] == 1  # type: ignore[index]
     (project / "workbench.yaml").write_text(spec % 2)
     second = json.loads(workbench.run("deploy", str(project), "--json").stdout)[0]
     assert second["replaced"] == 1 and second["built"] is False
-    assert [r["id"] for r in second["replicas"]] != [r["id"] for r in first["replicas"]]
     assert workbench.json("predict", "versioned", "{}")["body"] == 2  # type: ignore[index]
+    scaled = workbench.run("scale", "versioned", "--replicas", "2", "--json")
+    assert json.loads(scaled.stdout)["replicas"]["requested"] == 2

@@ -63,14 +63,20 @@ class Workbench:
 
     home: Path
     agent_port: int
+    port: int = 0  # the controller's (router + control API)
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(cls, home: Path) -> Workbench:
-        port = free_port()
-        env = dict(os.environ, WORKBENCH_HOME=str(home), WORKBENCH_AGENT_PORT=str(port),
-                   NO_COLOR="1", COLUMNS="200")
-        return cls(home=home, agent_port=port, env=env)
+        agent_port, port = free_port(), free_port()
+        env = dict(os.environ, WORKBENCH_HOME=str(home), WORKBENCH_AGENT_PORT=str(agent_port),
+                   WORKBENCH_PORT=str(port), NO_COLOR="1", COLUMNS="200")
+        return cls(home=home, agent_port=agent_port, port=port, env=env)
+
+    @property
+    def url(self) -> str:
+        """The controller's address: the router and the control API."""
+        return f"http://127.0.0.1:{self.port}"
 
     def run(self, *args: str, input: str | None = None, timeout: float = 900,
             check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -93,7 +99,16 @@ class Workbench:
         return json.loads(config.read_text())["agent_id"] if config.is_file() else None
 
     def cleanup(self) -> None:
-        """Remove every container and process this home's agent started, then stop the agent."""
+        """Stop the controller, remove every container and process this home's agent started,
+        then stop the agent."""
+        controller = self.home / "controller" / "controller.json"
+        if controller.is_file():
+            try:
+                pid = json.loads(controller.read_text()).get("pid")
+            except ValueError:
+                pid = None
+            if pid:
+                _kill(int(pid), signal.SIGKILL)
         agent_id = self.agent_id()
         pidfile = self.agent_home / "agent.pid"
         if pidfile.is_file():

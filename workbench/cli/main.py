@@ -1,28 +1,17 @@
-"""The `workbench` command line: deploy, get, predict, logs, delete, agent, image."""
+"""The `workbench` command line: APIs (deploy, get, predict, logs, scale, delete) and the
+machinery under them (serve, hosts, agent, image)."""
 
 from __future__ import annotations
 
-import json
-import mimetypes
-import queue
-import random
-import sys
-import threading
-import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 
 from workbench import __version__
 from workbench.agent_client import AgentClient, AgentError
-from workbench.cli import render
-from workbench.cli.progress import BuildFailed, WaitDisplay, render_build
-from workbench.deploy import Deployer, DeployError, delete_api
+from workbench.cli import apis, render
+from workbench.cli.connect import call, controller
 from workbench.local_agent import LocalAgentError, ensure_agent, running_agent, stop_agent
-from workbench.models import ReplicaInfo, ReplicaState
-from workbench.spec import SpecError, load_specs
 
 app = typer.Typer(
     name="workbench",
@@ -31,10 +20,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-agent_app = typer.Typer(help="Manage the agent on this machine.", no_args_is_help=True)
+agent_app = typer.Typer(help="The agent on this machine (the controller starts it).", no_args_is_help=True)
+controller_app = typer.Typer(help="The controller running in the background.", no_args_is_help=True)
 image_app = typer.Typer(help="Base images and builds.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
+app.add_typer(controller_app, name="controller")
 app.add_typer(image_app, name="image")
+
+for command in (apis.deploy, apis.get, apis.predict, apis.logs, apis.scale, apis.delete):
+    app.command()(command)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 
@@ -53,282 +47,73 @@ def main(
     """workbench: a predictor.py, a workbench.yaml, `workbench deploy`, and an HTTP endpoint."""
 
 
-def _client(start: bool = True) -> AgentClient:
-    try:
-        config = ensure_agent(on_start=render.say) if start else running_agent()
-    except LocalAgentError as error:
-        render.fail(str(error))
-        raise typer.Exit(1) from None
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback requires API keys")] = (
+        "127.0.0.1"),
+    port: Annotated[int | None, typer.Option(help="port (default 8765, or $WORKBENCH_PORT)")] = None,
+) -> None:
+    """Run the controller and router in the foreground (headless); Ctrl-C or SIGTERM drains."""
+    from workbench.controller.daemon import serve as run_controller
+
+    raise typer.Exit(run_controller(host, port))
+
+
+@app.command()
+def hosts(as_json: JsonOption = False) -> None:
+    """List the fleet's hosts with their state and capacity."""
+    found = call(controller(start=False).hosts)
+    if as_json:
+        render.print_json([h.model_dump(mode="json") for h in found])
+    else:
+        render.out.print(render.hosts_table(found))
+
+
+@app.command()
+def events(
+    api: Annotated[str | None, typer.Option(help="only this API's events")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent events: deploys, rollouts, scaling decisions with their inputs, failures."""
+    found = call(controller(start=False).events, api, limit)
+    if as_json:
+        render.print_json([e.model_dump(mode="json") for e in found])
+    else:
+        render.out.print(render.events_table(found))
+
+
+@controller_app.command("status")
+def controller_status(as_json: JsonOption = False) -> None:
+    """Whether a controller runs for this workbench home, and where."""
+    from workbench.controller.launcher import running_controller
+
+    config = running_controller()
+    if as_json:
+        render.print_json({"running": config is not None, "url": config.url if config else None})
+    else:
+        render.out.print(f"controller running on {config.url}" if config else "no controller running")
     if config is None:
-        render.fail("the local agent is not running; nothing is deployed (start it with "
-                    "`workbench agent start` or deploy something)")
-        raise typer.Exit(1)
-    return AgentClient(config.url, config.token)
-
-
-def _agent_call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return function(*args, **kwargs)
-    except AgentError as error:
-        render.fail(str(error))
-        raise typer.Exit(1) from None
-
-
-def _replicas_of(client: AgentClient, name: str) -> list[ReplicaInfo]:
-    replicas: list[ReplicaInfo] = _agent_call(client.replicas, name)
-    if not replicas:
-        known = sorted({r.api for r in _agent_call(client.replicas)})
-        hint = f"deployed APIs: {', '.join(known)}" if known else "no API is deployed"
-        render.fail(f"no API named {name!r} ({hint})")
-        raise typer.Exit(1)
-    return replicas
-
-
-@app.command()
-def deploy(
-    path: Annotated[Path, typer.Argument(help="project folder or workbench.yaml")] = Path("."),
-    runtime: Annotated[str | None, typer.Option(
-        help="override the spec's runtime: docker or process")] = None,
-    offline: Annotated[bool | None, typer.Option(
-        "--offline/--online", help="resolve wheels here and build without network")] = None,
-    api: Annotated[list[str] | None, typer.Option("--api", help="deploy only these APIs")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Build and start the APIs described in workbench.yaml; wait until they answer."""
-    if runtime is not None and runtime not in ("docker", "process"):
-        render.fail(f"--runtime must be docker or process, not {runtime!r}")
-        raise typer.Exit(2)
-    try:
-        specs = load_specs(path)
-    except SpecError as error:
-        render.fail("invalid spec; nothing was deployed", str(error).splitlines())
-        raise typer.Exit(2) from None
-    if api:
-        unknown = set(api) - {s.spec.name for s in specs}
-        if unknown:
-            render.fail(f"no API named {', '.join(sorted(unknown))} in {specs[0].file}")
-            raise typer.Exit(2)
-        specs = [s for s in specs if s.spec.name in api]
-    client = _client()
-    host = _agent_call(client.host)
-    results = []
-    with WaitDisplay(render.err) as waiting:
-        deployer = Deployer(client, say=render.say, render_build=render_build,
-                            on_wait=waiting.update)
-        for loaded in specs:
-            try:
-                results.append(deployer.deploy(loaded, host, runtime_override=runtime,
-                                               offline=offline))
-            except DeployError as error:
-                waiting.stop()
-                render.fail(str(error), error.log_tail[-30:])
-                raise typer.Exit(1) from None
-            except BuildFailed as error:
-                waiting.stop()
-                render.fail(f"{loaded.spec.name}: build failed: {error}; nothing was deployed",
-                            error.log_tail)
-                raise typer.Exit(1) from None
-            except AgentError as error:
-                waiting.stop()
-                render.fail(f"{loaded.spec.name}: {error}")
-                raise typer.Exit(1) from None
-    if as_json:
-        render.print_json([{
-            "name": r.api, "runtime": r.runtime, "artifact": r.artifact, "built": r.built,
-            "replaced": r.replaced, "unchanged": r.unchanged,
-            "replicas": [x.model_dump(mode="json") for x in r.replicas],
-        } for r in results])
-        return
-    for result in results:
-        ready = [r for r in result.replicas if r.state == ReplicaState.READY]
-        what = "unchanged" if result.unchanged else "deployed"
-        render.out.print(f"[green]✓[/green] {result.api} {what}: {len(ready)} replica(s) ready "
-                         f"({result.runtime})")
-        for replica in ready[:3]:
-            render.out.print(f"  POST {replica.url}/")
-        render.out.print(f"  try: workbench predict {result.api} '<json>'")
-
-
-@app.command()
-def get(
-    name: Annotated[str | None, typer.Argument(help="an API name for its replicas")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List deployed APIs, or one API's replicas."""
-    client = _client(start=running_agent() is not None)
-    if name is None:
-        rows = render.summarize(_agent_call(client.replicas))
-        if as_json:
-            render.print_json(rows)
-        elif not rows:
-            render.err.print("no APIs deployed; run `workbench deploy PATH`")
-        else:
-            render.out.print(render.apis_table(rows))
-        return
-    replicas = _replicas_of(client, name)
-    if as_json:
-        summary = render.summarize(replicas)[0]
-        summary["replicas_detail"] = [r.model_dump(mode="json") for r in replicas]
-        render.print_json(summary)
-        return
-    row = render.summarize(replicas)[0]
-    render.out.print(f"[bold]{name}[/bold]  {row['status']}  {row['ready']}/{row['replicas']} ready  "
-                     f"runtime={row['runtime']}  artifact={row['artifact']}")
-    render.out.print(render.replicas_table(replicas))
-
-
-def _payload(data: str, content_type: str | None) -> tuple[bytes, str]:
-    if data == "-":
-        raw = sys.stdin.buffer.read()
-    elif data.startswith("@"):
-        file = Path(data[1:])
-        if not file.is_file():
-            raise ValueError(f"no such file: {file}")
-        raw = file.read_bytes()
-        if content_type is None:
-            content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            if content_type.startswith("text/") and content_type != "text/plain":
-                content_type = "text/plain"
-    else:
-        raw = data.encode()
-    if content_type is not None:
-        return raw, content_type
-    try:
-        json.loads(raw)
-    except ValueError:
-        if data not in ("-",):
-            raise ValueError(
-                f"{data[:60]!r} is not valid JSON; quote JSON in the shell ('{{\"x\": 1}}'), or "
-                "send text with --content-type text/plain, or a file with @path") from None
-        try:
-            raw.decode()
-        except UnicodeDecodeError:
-            return raw, "application/octet-stream"
-        return raw, "text/plain; charset=utf-8"
-    return raw, "application/json"
-
-
-@app.command()
-def predict(
-    name: Annotated[str, typer.Argument(help="API name")],
-    data: Annotated[str, typer.Argument(help="JSON text, @file, or - for stdin")] = "-",
-    content_type: Annotated[str | None, typer.Option(help="override the Content-Type")] = None,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 60.0,
-    as_json: JsonOption = False,
-) -> None:
-    """Send one prediction request to a ready replica and print the answer."""
-    try:
-        body, kind = _payload(data, content_type)
-    except ValueError as error:
-        render.fail(str(error))
-        raise typer.Exit(2) from None
-    client = _client(start=False)
-    replicas = _replicas_of(client, name)
-    ready = [r for r in replicas if r.state == ReplicaState.READY and r.url]
-    if not ready:
-        states = ", ".join(f"{r.id}: {r.state.value}" for r in replicas)
-        render.fail(f"{name} has no ready replica ({states}); see `workbench get {name}`")
-        raise typer.Exit(1)
-    replica = random.choice(ready)
-    started = time.perf_counter()
-    try:
-        response = httpx.post(f"{replica.url}/", content=body, headers={"Content-Type": kind},
-                              timeout=timeout)
-    except httpx.HTTPError as error:
-        render.fail(f"request to {name} ({replica.url}) failed: {error}")
-        raise typer.Exit(1) from None
-    latency_ms = (time.perf_counter() - started) * 1000
-    answer_type = response.headers.get("content-type", "")
-    parsed: Any = None
-    if "json" in answer_type:
-        try:
-            parsed = response.json()
-        except ValueError:
-            parsed = None
-    if as_json:
-        render.print_json({"status": response.status_code, "latency_ms": round(latency_ms, 2),
-                           "replica": replica.id, "content_type": answer_type,
-                           "body": parsed if parsed is not None else response.text})
-    elif parsed is not None:
-        sys.stdout.write(json.dumps(parsed, indent=2) + "\n")
-    elif answer_type.startswith("text/"):
-        sys.stdout.write(response.text + ("" if response.text.endswith("\n") else "\n"))
-    elif sys.stdout.isatty():
-        render.err.print(f"({len(response.content)} bytes of {answer_type or 'binary data'}; "
-                         "redirect stdout to a file to keep them)")
-    else:
-        sys.stdout.buffer.write(response.content)
-    if response.status_code >= 400:
-        render.fail(f"{name} answered HTTP {response.status_code}")
         raise typer.Exit(1)
 
 
-@app.command()
-def logs(
-    name: Annotated[str, typer.Argument(help="API name")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
-    tail: Annotated[int, typer.Option(help="lines from the end of each replica's log")] = 100,
-    replica: Annotated[str | None, typer.Option(help="only this replica")] = None,
-) -> None:
-    """Print an API's replica logs (merged, each line prefixed with its replica when several)."""
-    if tail < 0:
-        render.fail("--tail must be 0 or more")
-        raise typer.Exit(2)
-    client = _client(start=False)
-    replicas = _replicas_of(client, name)
-    if replica is not None:
-        replicas = [r for r in replicas if r.id == replica]
-        if not replicas:
-            render.fail(f"{name} has no replica {replica!r}; see `workbench get {name}`")
-            raise typer.Exit(1)
-    prefix = len(replicas) > 1
-    lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+@controller_app.command("stop")
+def controller_stop() -> None:
+    """Stop the background controller (it drains first); replicas keep running."""
+    from workbench.controller.launcher import stop_controller
 
-    def pump(item: ReplicaInfo) -> None:
-        try:
-            for line in client.logs(item.id, tail=tail, follow=follow):
-                lines.put(f"[{item.id}] {line}" if prefix else line)
-        except AgentError as error:
-            lines.put(f"(log of {item.id} ended: {error})")
-        finally:
-            lines.put(None)
-
-    for item in replicas:
-        threading.Thread(target=pump, args=(item,), daemon=True).start()
-    open_streams = len(replicas)
-    try:
-        while open_streams:
-            line = lines.get()
-            if line is None:
-                open_streams -= 1
-                continue
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
-
-
-@app.command()
-def delete(
-    name: Annotated[str, typer.Argument(help="API name")],
-    as_json: JsonOption = False,
-) -> None:
-    """Stop an API's replicas (gracefully: in-flight requests finish) and remove them."""
-    client = _client(start=False)
-    _replicas_of(client, name)
-    with render.err.status(f"stopping {name}…"):
-        count = _agent_call(delete_api, client, name)
-    if as_json:
-        render.print_json({"name": name, "deleted_replicas": count})
-    else:
-        render.out.print(f"[green]✓[/green] deleted {name} ({count} replica(s))")
+    render.out.print("controller stopped" if stop_controller() else "no controller was running")
 
 
 @agent_app.command("start")
 def agent_start() -> None:
-    """Start the local agent in the background (deploy does this when needed)."""
+    """Start the local agent in the background (the controller does this when needed)."""
     already = running_agent()
-    config = ensure_agent(on_start=render.say) if already is None else already
+    try:
+        config = ensure_agent(on_start=render.say) if already is None else already
+    except LocalAgentError as error:
+        render.fail(str(error))
+        raise typer.Exit(1) from None
     render.out.print(f"agent {'already ' if already else ''}running on {config.url}")
 
 
@@ -340,16 +125,20 @@ def agent_stop() -> None:
 
 @agent_app.command("status")
 def agent_status(as_json: JsonOption = False) -> None:
-    """Show whether the local agent runs, and what it sees of this host."""
+    """Whether the local agent runs, and what it sees of this host."""
     config = running_agent()
     if config is None:
         if as_json:
             render.print_json({"running": False})
         else:
-            render.out.print("agent not running (it starts on `workbench deploy`)")
+            render.out.print("agent not running (the controller starts it)")
         raise typer.Exit(1)
     with AgentClient(config.url, config.token) as client:
-        host = _agent_call(client.host)
+        try:
+            host = client.host()
+        except AgentError as error:
+            render.fail(str(error))
+            raise typer.Exit(1) from None
     if as_json:
         render.print_json({"running": True, "url": config.url, "host": host.model_dump(mode="json")})
         return

@@ -1,58 +1,64 @@
-"""Progress while the CLI waits: build steps (from workbench.images) and replicas becoming ready."""
+"""Progress while the CLI waits on a deployment: build steps, rollout, messages."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from types import TracebackType
 
 from rich.console import Console
 from rich.status import Status
 
-from workbench.images.progress import BuildFailed
-from workbench.images.progress import render_build as _render_build
-from workbench.models import BuildEvent, ReplicaInfo
-
-__all__ = ["BuildFailed", "WaitDisplay", "render_build"]
+from workbench.controller.schemas import DeployEvent
 
 
-def render_build(events: Iterable[BuildEvent]) -> str:
-    """Show build progress on stderr (stdout stays clean for --json)."""
-    from workbench.cli.render import err
-
-    return _render_build(events, console=err)
-
-
-class WaitDisplay:
-    """A spinner line: "iris: 1/2 ready, 1 starting"; plain lines when not on a terminal."""
+class DeployDisplay:
+    """A spinner line on a terminal; plain, de-duplicated lines elsewhere (CI logs)."""
 
     def __init__(self, console: Console):
         self.console = console
+        self.live = console.is_terminal
         self._status: Status | None = None
-        self._last_plain = ""
+        self._last = ""
 
-    def __enter__(self) -> WaitDisplay:
+    def __enter__(self) -> DeployDisplay:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.stop()
 
-    def update(self, api: str, replicas: list[ReplicaInfo], total: int) -> None:
-        counts = Counter(r.state.value for r in replicas)
-        parts = [f"{counts.pop('ready', 0)}/{total} ready"]
-        parts += [f"{count} {state}" for state, count in sorted(counts.items())]
-        line = f"{api}: waiting for replicas: {', '.join(parts)}"
-        if not self.console.is_terminal:
-            if line != self._last_plain:
-                self.console.print(line, markup=False, highlight=False)
-                self._last_plain = line
+    def show(self, event: DeployEvent) -> None:
+        prefix = f"{event.api}: " if event.api else ""
+        if event.kind == "build" and event.build is not None:
+            build = event.build
+            if build.kind == "step":
+                self._transient(f"{prefix}build step {build.step}/{build.total_steps}: {build.message}")
+            elif build.kind == "log" and build.message.strip():
+                if self.live:
+                    self._transient(f"{prefix}{build.message.strip()[:110]}")
+                else:
+                    self._line(f"  {prefix}{build.message.rstrip()}", dim=True)
+            elif build.kind == "done":
+                self._line(f"{prefix}built {build.artifact}" + (" (cached)" if build.cached else ""))
+        elif event.kind == "rollout":
+            self._transient(f"{prefix}{event.message}")
+        elif event.kind == "log":
+            self._line(f"{prefix}{event.message}")
+
+    def _transient(self, text: str) -> None:
+        if not self.live:
+            self._line(text)
             return
         if self._status is None:
-            self._status = self.console.status(line)
+            self._status = self.console.status(text)
             self._status.start()
         else:
-            self._status.update(line)
+            self._status.update(text)
+
+    def _line(self, text: str, dim: bool = False) -> None:
+        if text == self._last:
+            return
+        self._last = text
+        self.console.print(f"[dim]{text}[/dim]" if dim else text, markup=dim, highlight=False)
 
     def stop(self) -> None:
         if self._status is not None:

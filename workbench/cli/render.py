@@ -1,29 +1,23 @@
-"""How the CLI shows things: tables, progress while waiting, errors with their fix."""
+"""How the CLI shows things: tables, messages, and errors with their fix."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections import Counter
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
-from workbench.models import ReplicaInfo, ReplicaState
+from workbench.controller.schemas import ApiDetail, ApiSummary, EventBody, HostBody
 
 #: Data goes to stdout; progress and messages go to stderr so `--json | jq` works.
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-_STATE_STYLE = {
-    ReplicaState.READY: "green",
-    ReplicaState.STARTING: "yellow",
-    ReplicaState.FAILED: "red",
-    ReplicaState.STOPPING: "yellow",
-    ReplicaState.STOPPED: "dim",
-}
+_STYLE = {"live": "green", "ready": "green", "error": "red", "failed": "red", "unreachable": "red",
+          "splitter": "cyan", "scaled_to_zero": "dim", "stopped": "dim"}
 
 
 def say(message: str) -> None:
@@ -40,42 +34,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def api_status(replicas: list[ReplicaInfo]) -> str:
-    counts = Counter(r.state for r in replicas)
-    if not replicas:
-        return "no replicas"
-    if counts[ReplicaState.READY] == len(replicas):
-        return "live"
-    if counts[ReplicaState.FAILED]:
-        return "error"
-    if counts[ReplicaState.READY]:
-        return "updating"
-    return "starting"
-
-
-def summarize(replicas: list[ReplicaInfo]) -> list[dict[str, Any]]:
-    """One row per API, in the order first seen."""
-    by_api: dict[str, list[ReplicaInfo]] = {}
-    for replica in replicas:
-        by_api.setdefault(replica.api, []).append(replica)
-    rows = []
-    for api, items in by_api.items():
-        ready = [r for r in items if r.state == ReplicaState.READY]
-        rows.append({
-            "name": api,
-            "status": api_status(items),
-            "ready": len(ready),
-            "replicas": len(items),
-            "runtime": items[0].runtime,
-            "artifact": items[0].artifact,
-            "urls": [r.url for r in ready if r.url],
-            "restarts": sum(r.restarts for r in items),
-            "since": min(r.created_at for r in items),
-        })
-    return rows
-
-
-def _age(since: float | None) -> str:
+def age(since: float | None) -> str:
     if since is None:
         return "-"
     seconds = max(int(time.time() - since), 0)
@@ -85,25 +44,74 @@ def _age(since: float | None) -> str:
     return f"{seconds}s"
 
 
-def apis_table(rows: list[dict[str, Any]]) -> Table:
+def _styled(value: str) -> str:
+    style = _STYLE.get(value, "yellow")
+    return f"[{style}]{value}[/{style}]"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"
+
+
+def apis_table(apis: list[ApiSummary]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "STATUS", "READY", "RUNTIME", "RESTARTS", "AGE", "ENDPOINT"):
-        table.add_column(column)
-    for row in rows:
-        style = {"live": "green", "error": "red"}.get(row["status"], "yellow")
-        table.add_row(row["name"], f"[{style}]{row['status']}[/{style}]",
-                      f"{row['ready']}/{row['replicas']}", row["runtime"], str(row["restarts"]),
-                      _age(row["since"]), row["urls"][0] if row["urls"] else "-")
+    for column in ("NAME", "STATUS", "UP-TO-DATE", "READY", "REQUESTED", "FAILED", "LAST UPDATE",
+                   "REQ/S", "P50", "P99", "2XX", "4XX", "5XX"):
+        table.add_column(column, no_wrap=True)
+    for api in apis:
+        counts, traffic = api.replicas, api.traffic
+        table.add_row(api.name, _styled(api.status), str(counts.up_to_date), str(counts.ready),
+                      str(counts.requested), str(counts.failed), age(api.updated_at),
+                      f"{traffic.requests_per_second:.1f}", _ms(traffic.p50_ms), _ms(traffic.p99_ms),
+                      str(traffic.status_2xx), str(traffic.status_4xx), str(traffic.status_5xx))
     return table
 
 
-def replicas_table(replicas: list[ReplicaInfo]) -> Table:
+def api_detail(api: ApiDetail) -> Group:
+    head = (f"[bold]{api.name}[/bold]  {_styled(api.status)}  endpoint {api.endpoint}  "
+            f"{api.replicas.ready}/{api.replicas.requested} ready")
+    if api.runtime:
+        head += f"  runtime={api.runtime}"
+    if api.autoscaling:
+        head += "  autoscaling " + " ".join(f"{k}={v}" for k, v in api.autoscaling.items())
+    parts: list[Any] = [head]
+    if api.split:
+        parts.append("routes to: " + ", ".join(
+            f"{t.get('name')} {t.get('weight')}%" + (" (shadow)" if t.get("shadow") else "")
+            for t in api.split))
+    if api.replica_list:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("REPLICA", "HOST", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE", "MESSAGE"):
+            table.add_column(column, no_wrap=column != "MESSAGE")
+        for replica in api.replica_list:
+            state = replica.state.value + (" (ejected)" if replica.ejected else "")
+            table.add_row(replica.id, replica.host, _styled(replica.state.value).replace(
+                replica.state.value, state), str(replica.in_flight), str(replica.restarts),
+                "yes" if replica.up_to_date else "no", age(replica.created_at), replica.message or "")
+        parts += ["", table]
+    if api.events:
+        parts += ["", "[bold]recent events[/bold]", events_table(api.events[-15:])]
+    return Group(*parts)
+
+
+def events_table(events: list[EventBody]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False, show_header=False)
+    table.add_column("AGE", no_wrap=True)
+    table.add_column("KIND", no_wrap=True)
+    table.add_column("MESSAGE")
+    for event in events:
+        table.add_row(age(event.at), event.kind, event.message)
+    return table
+
+
+def hosts_table(hosts: list[HostBody]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("REPLICA", "STATE", "RESTARTS", "AGE", "URL", "MESSAGE"):
-        table.add_column(column)
-    for replica in replicas:
-        style = _STATE_STYLE.get(replica.state, "white")
-        table.add_row(replica.id, f"[{style}]{replica.state.value}[/{style}]",
-                      str(replica.restarts), _age(replica.created_at), replica.url or "-",
-                      replica.message or "")
+    for column in ("HOST", "ADDRESS", "STATE", "LAST SEEN", "REPLICAS", "CPUS", "MEMORY FREE", "RUNTIMES"):
+        table.add_column(column, no_wrap=True)
+    for host in hosts:
+        info = host.info
+        table.add_row(host.name, host.address, _styled(host.state), age(host.last_seen),
+                      str(host.replicas), str(info.cpu_count) if info else "N/A",
+                      f"{info.mem_available_bytes / 2**30:.1f} GiB" if info else "N/A",
+                      ", ".join(info.runtimes) if info else "N/A")
     return table

@@ -1,0 +1,123 @@
+"""Seconds from a load step to the extra replica ready and serving, through the controller.
+
+An autoscaled API on the process runtime (window 5 s, no upscale stabilization, target
+concurrency 1) whose predictor sleeps 0.5 s gets a step from idle to 4 concurrent clients; the
+script times (a) the autoscaler's decision, (b) the second replica ready in the router's pool,
+(c) the first answer from the new replica. Target: (c) <= 15 s.
+
+    .venv/bin/python bench/autoscale.py [--runs 3] [--write]
+
+Uses a throwaway WORKBENCH_HOME, agent and controller port, and removes what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.report import write_section  # noqa: E402
+from tests.controller.helpers import Controller, make_project  # noqa: E402
+from tests.support.real_parts import Workbench, wait_until  # noqa: E402
+
+SPEC = ("name: slow\nruntime: process\ncompute: {cpu: 0.1, mem: 64Mi}\n"
+        "serving: {max_concurrency: 4, graceful_shutdown: 2}\n"
+        "predictor: {config: {delay: 0.5}}\n"
+        "autoscaling: {min_replicas: 1, max_replicas: 2, target_concurrency: 1, window: 5,"
+        " upscale_stabilization_period: 0, downscale_stabilization_period: 5}\n")
+
+
+def one_step(ctl: Controller, clients: int) -> dict[str, float]:
+    """From idle with one replica: start the load and time the scale-up."""
+    wait_until(lambda: ctl.detail("slow")["replicas"]["ready"] == 1
+               and ctl.detail("slow")["replicas"]["requested"] == 1, 120, interval=0.5, what="back to 1")
+    first_pid = httpx.post(f"{ctl.url}/slow", json=0, timeout=30).json()["pid"]
+    time.sleep(6)  # a full window of idle samples
+    stop = threading.Event()
+    marks: dict[str, float] = {}
+    start = time.monotonic()
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                body = http.post(f"{ctl.url}/slow", json=1).json()
+                if body["pid"] != first_pid and "served" not in marks:
+                    marks["served"] = time.monotonic() - start
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        while "served" not in marks and time.monotonic() - start < 120:
+            detail = ctl.detail("slow")
+            if detail["replicas"]["requested"] >= 2 and "decided" not in marks:
+                marks["decided"] = time.monotonic() - start
+            if detail["replicas"]["ready"] >= 2 and "ready" not in marks:
+                marks["ready"] = time.monotonic() - start
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    marks.setdefault("decided", float("nan"))
+    marks.setdefault("ready", marks.get("served", float("nan")))
+    return marks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
+        bench = Workbench.create(Path(tmp) / "home")
+        ctl = Controller(bench)
+        try:
+            ctl.start()
+            events = ctl.deploy(make_project(Path(tmp), SPEC))
+            assert events[-1]["kind"] == "done", events[-3:]
+            runs = []
+            for index in range(args.runs):
+                marks = one_step(ctl, args.clients)
+                runs.append(marks)
+                print(f"run {index + 1}: decision {marks['decided']:.1f} s, ready {marks['ready']:.1f} s, "
+                      f"serving {marks.get('served', float('nan')):.1f} s", flush=True)
+        finally:
+            ctl.stop()
+            bench.cleanup()
+    served = [r["served"] for r in runs if "served" in r]
+    ready = [r["ready"] for r in runs]
+    decided = [r["decided"] for r in runs]
+    verdict = "meets" if served and statistics.median(served) <= 15 else "MISSES"
+    summary = (f"median over {len(runs)} steps: decision {statistics.median(decided):.1f} s, "
+               f"replica ready {statistics.median(ready):.1f} s, "
+               f"new replica serving {statistics.median(served):.1f} s ({verdict} the 15 s target)")
+    print(summary)
+    if args.write:
+        body = (
+            "## Autoscaling: load step to an extra replica serving (`bench/autoscale.py`)\n\n"
+            f"{datetime.now(UTC):%Y-%m-%d}, {platform.node()}, {platform.processor() or platform.machine()}; "
+            f"process runtime, window 5 s, upscale stabilization 0 s, target concurrency 1, "
+            f"predictor sleeps 0.5 s, step from idle to {args.clients} concurrent clients.\n\n"
+            "| run | autoscaler decides | 2nd replica ready in pool | 2nd replica answers |\n"
+            "|---|---|---|---|\n"
+            + "".join(f"| {i + 1} | {r['decided']:.1f} s | {r['ready']:.1f} s | "
+                      f"{r.get('served', float('nan')):.1f} s |\n" for i, r in enumerate(runs))
+            + f"\n{summary}. Target: <= 15 s.\n")
+        write_section("autoscale", body)
+
+
+if __name__ == "__main__":
+    main()

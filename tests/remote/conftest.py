@@ -1,0 +1,62 @@
+"""Fixtures: real sshd boxes (session), verified connections, one agent install per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.sshd import Box, require_sshd, sshd_boxes
+from workbench.remote.connection import SSHHost
+from workbench.remote.hostkeys import KnownHosts
+from workbench.remote.sshconfig import resolve
+from workbench.remote.tunnel import RemoteHost
+
+
+@pytest.fixture(scope="session")
+def boxes() -> Iterator[list[Box]]:
+    require_sshd()
+    with sshd_boxes(2) as started:
+        yield started
+
+
+@pytest.fixture
+def box(boxes: list[Box]) -> Box:
+    return boxes[0]
+
+
+@pytest.fixture
+def known(tmp_path: Path) -> KnownHosts:
+    """Empty known-hosts files of the test's own (never the user's ~/.ssh)."""
+    return KnownHosts([tmp_path / "user_known_hosts"], tmp_path / "workbench_known_hosts")
+
+
+def trusted(box: Box, tmp_path: Path) -> KnownHosts:
+    known = KnownHosts([tmp_path / "user_known_hosts"], tmp_path / "workbench_known_hosts")
+    (tmp_path / "user_known_hosts").write_text(box.known_hosts_line() + "\n")
+    return known
+
+
+@pytest.fixture
+def ssh(box: Box, tmp_path: Path) -> Iterator[SSHHost]:
+    settings = resolve(box.target, identity=box.client_key, config_path=tmp_path / "no-config")
+    host = SSHHost(settings, known_hosts=trusted(box, tmp_path)).connect()
+    yield host
+    host.close()
+
+
+@pytest.fixture(scope="session")
+def remote(boxes: list[Box], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteHost]:
+    """box 0 with the agent installed once per session (the expensive part)."""
+    folder = tmp_path_factory.mktemp("remote")
+    box = boxes[0]
+    host = RemoteHost(box.target, identity=box.client_key, known_hosts=trusted(box, folder),
+                      ssh_config=folder / "no-config", trust=None).connect()
+    host.install()
+    yield host
+    try:
+        if host.state == "connected" and host.installed_version() is not None:
+            host.remove(purge=True)
+    finally:
+        host.close()

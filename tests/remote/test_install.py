@@ -1,0 +1,106 @@
+"""The agent installed over SSH (once per session): tunnel, token, repair, upgrade, replicas, remove."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.support.real_parts import EXAMPLES, wait_until
+from tests.support.sshd import Box
+from workbench import __version__
+from workbench.deploy import ensure_artifact, replica_request
+from workbench.models import ReplicaState
+from workbench.remote import install
+from workbench.remote.layout import Layout
+from workbench.remote.tunnel import RemoteHost
+from workbench.spec.loader import load_specs
+
+
+def test_agent_answers_through_the_tunnel(remote: RemoteHost) -> None:
+    assert remote.agent_url.startswith("http://127.0.0.1:")
+    with remote.agent_client() as client:
+        info = client.host()
+    assert info.agent_version == __version__
+    assert "process" in info.runtimes
+    assert httpx.get(remote.agent_url + "/v1/host").status_code == 401  # the token is required
+
+
+def test_install_again_is_a_repair_noop(remote: RemoteHost) -> None:
+    steps: list[str] = []
+    access = remote.install(progress=lambda step, _: steps.append(step))
+    assert "install" not in steps and "upload" not in steps and "start" not in steps
+    assert access.started is None and "token" not in repr(access)
+
+
+def test_stopped_agent_is_restarted_by_install(remote: RemoteHost, box: Box) -> None:
+    layout = Layout.for_home(str(box.home))
+    pid = json.loads("0")  # placeholder for mypy
+    status, out, _ = remote.ssh.run(["cat", str(layout.root / "agent.pid")])
+    pid = int(out.strip())
+    remote.ssh.run(["kill", "-9", str(pid)])
+    wait_until(lambda: remote.ssh.run(["kill", "-0", str(pid)])[0] != 0, 10, what="agent gone")
+    access = remote.install()
+    assert access.started == "daemon"
+    with remote.agent_client() as client:
+        assert client.healthy()
+
+
+def test_upgrade_detected_from_the_version_marker(remote: RemoteHost, box: Box) -> None:
+    layout = Layout.for_home(str(box.home))
+    assert not remote.needs_upgrade()
+    old = json.dumps({"version": "0.0.1", "build": "old"})
+    with remote.ssh.sftp() as sftp, sftp.open(str(layout.marker), "w") as handle:
+        handle.write(old)
+    assert remote.installed_version() == "0.0.1" and remote.needs_upgrade()
+    steps: list[str] = []
+    remote.upgrade(progress=lambda step, _: steps.append(step))
+    assert {"install", "start", "wait"} <= set(steps)
+    assert remote.installed_version() == __version__ and not remote.needs_upgrade()
+    with remote.agent_client() as client:
+        assert client.host().agent_version == __version__
+
+
+def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
+    [loaded] = load_specs(EXAMPLES / "echo")
+    with remote.agent_client(timeout=300) as client:
+        def build(events):  # type: ignore[no-untyped-def]
+            artifact = None
+            for event in events:
+                assert event.kind != "error", event.message
+                artifact = event.artifact or artifact
+            return artifact
+
+        artifact, image_hash, _ = ensure_artifact(client, loaded, "process", None, say=lambda _: None,
+                                                  render_build=build)
+        replica = client.create_replica(replica_request(loaded, "process", artifact, image_hash))
+        try:
+            ready = wait_until(lambda: (r := client.replica(replica.id)).state == ReplicaState.READY and r,
+                               120, what="replica ready")
+            assert ready.url is not None and ready.url.startswith("http://127.0.0.1:")
+            local = remote.endpoint_url(ready.url)
+            assert local != ready.url and remote.endpoint_url(ready.url) == local
+            response = httpx.post(local + "/", json={"hello": "box"}, timeout=30)
+            assert response.status_code == 200 and response.json() == {"hello": "box"}
+        finally:
+            client.delete_replica(replica.id, grace=5)
+
+
+def test_openssh_tunnel_reaches_the_agent(remote: RemoteHost, box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.remote.conftest import trusted
+
+    other = RemoteHost(box.target, identity=box.client_key, known_hosts=trusted(box, tmp_path),
+                       ssh_config=tmp_path / "none", tunnel="openssh").connect()
+    try:
+        assert other.agent_url != remote.agent_url
+        with other.agent_client() as client:
+            assert client.host().agent_version == __version__
+    finally:
+        other.close()
+
+
+def test_remove_purge_leaves_home_clean(remote: RemoteHost, box: Box) -> None:
+    remote.remove(purge=True)
+    assert remote.installed_version() is None
+    assert not any(name.startswith(".workbench") for name in box.home_listing())
+    assert install.access(remote.ssh) is None

@@ -1,0 +1,126 @@
+"""A typed client for the controller's control API (used by the CLI and the TUI)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from workbench.controller.schemas import (
+    ApiDetail,
+    ApiSummary,
+    DeletedBody,
+    DeployEvent,
+    DeployRequest,
+    EventBody,
+    HostBody,
+    ScaleRequest,
+)
+
+
+class ControlError(Exception):
+    """The controller refused a request or could not be reached; str() says why."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+def _error_of(response: httpx.Response) -> ControlError:
+    try:
+        body = response.json()
+    except ValueError:
+        return ControlError(response.text.strip() or response.reason_phrase, response.status_code)
+    message = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(message, str):
+        message = json.dumps(body)
+    return ControlError(message, response.status_code, body)
+
+
+class ControlClient:
+    """Talks to one controller at `url` with its bearer token (never logged)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ControlError(f"cannot reach the controller at {self.url}: {error}") from error
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response
+
+    def apis(self) -> list[ApiSummary]:
+        return [ApiSummary.model_validate(item) for item in self._call("GET", "/v1/apis").json()]
+
+    def api(self, name: str) -> ApiDetail:
+        return ApiDetail.model_validate(self._call("GET", f"/v1/apis/{name}").json())
+
+    def delete(self, name: str) -> DeletedBody:
+        return DeletedBody.model_validate(
+            self._call("DELETE", f"/v1/apis/{name}", timeout=httpx.Timeout(30.0, read=None)).json()
+        )
+
+    def scale(self, name: str, request: ScaleRequest) -> ApiSummary:
+        response = self._call("POST", f"/v1/apis/{name}/scale",
+                              json=request.model_dump(exclude_none=True))
+        return ApiSummary.model_validate(response.json())
+
+    def restart(self, name: str, replica_id: str) -> None:
+        self._call("POST", f"/v1/apis/{name}/replicas/{replica_id}/restart")
+
+    def hosts(self) -> list[HostBody]:
+        return [HostBody.model_validate(item) for item in self._call("GET", "/v1/hosts").json()]
+
+    def events(self, api: str | None = None, limit: int = 100) -> list[EventBody]:
+        params: dict[str, Any] = {"limit": limit}
+        if api:
+            params["api"] = api
+        return [EventBody.model_validate(item)
+                for item in self._call("GET", "/v1/events", params=params).json()]
+
+    def deploy(self, request: DeployRequest) -> Iterator[DeployEvent]:
+        """Start a deployment and yield its progress events until done or error."""
+        try:
+            with self._http.stream("POST", "/v1/deployments", json=request.model_dump(exclude_none=True),
+                                   timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield DeployEvent.model_validate_json(line)
+        except httpx.TransportError as error:
+            raise ControlError(f"the deployment stream from {self.url} broke: {error}") from error
+
+    def logs(self, name: str, *, tail: int = 100, follow: bool = False,
+             replica: str | None = None) -> Iterator[str]:
+        params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
+        if replica:
+            params["replica"] = replica
+        try:
+            with self._http.stream("GET", f"/v1/apis/{name}/logs", params=params,
+                                   timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as error:
+            raise ControlError(f"the log stream from {self.url} broke: {error}") from error

@@ -1,0 +1,297 @@
+"""The control API (FastAPI): /v1/* with a bearer token, plus /metrics and /healthz.
+
+Every error is JSON {"error": "..."} with a 4xx status; bad input never makes a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workbench import __version__
+from workbench.controller.deployments import DeployInputError, Deployments
+from workbench.controller.events import Events
+from workbench.controller.fleet import Fleet, Host
+from workbench.controller.reconciler import Reconciler
+from workbench.controller.routes import RouteSync
+from workbench.controller.schemas import (
+    ApiDetail,
+    ApiSummary,
+    DeletedBody,
+    DeployRequest,
+    EventBody,
+    HostBody,
+    ScaleRequest,
+)
+from workbench.controller.state import ApiRecord, Store
+from workbench.controller.tracker import RolloutTracker
+from workbench.controller.views import Views, event_body, host_body
+from workbench.models import ReplicaInfo, ReplicaState
+from workbench.spec.models import AutoscalingSpec
+
+log = logging.getLogger("workbench.controller.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ControlDeps:
+    store: Store
+    fleet: Fleet
+    events: Events
+    reconciler: Reconciler
+    deployments: Deployments
+    tracker: RolloutTracker
+    routes: RouteSync
+    views: Views
+    registry: CollectorRegistry
+    token: str
+
+
+def _validation_text(error: RequestValidationError | ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _validation_text(error)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+        return JSONResponse({"error": detail}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, error: Exception) -> JSONResponse:
+        log.exception("control API error")
+        return JSONResponse({"error": f"internal error: {error}"}, status_code=500)
+
+
+_bearer = HTTPBearer(auto_error=False, description="the token in $WORKBENCH_HOME/controller/token")
+
+
+def create_control_api(deps: ControlDeps) -> FastAPI:
+    app = FastAPI(title="workbench controller", version=__version__, openapi_url="/v1/openapi.json",
+                  docs_url="/v1/docs", redoc_url=None)
+    _install_errors(app)
+    store, fleet, views = deps.store, deps.fleet, deps.views
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "version": __version__}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def auth(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError(401, "missing bearer token: send Authorization: Bearer <token> "
+                                "(the token is in $WORKBENCH_HOME/controller/token)")
+        if not secrets.compare_digest(credentials.credentials.encode(), deps.token.encode()):
+            raise ApiError(401, "wrong bearer token")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth)],
+                   responses={401: {"description": "missing or wrong token"}})
+
+    def record_of(name: str) -> ApiRecord:
+        record = store.get_api(name)
+        if record is None:
+            known = ", ".join(r.name for r in store.apis()) or "none"
+            raise ApiError(404, f"no API named {name!r} (deployed: {known})")
+        return record
+
+    def live_replicas(name: str) -> list[tuple[Host, ReplicaInfo]]:
+        return [(h, r) for h, r in fleet.replicas(name)
+                if r.state not in (ReplicaState.STOPPING, ReplicaState.STOPPED)]
+
+    @v1.get("/apis", response_model=list[ApiSummary])
+    async def list_apis() -> list[ApiSummary]:
+        return [views.summary(record) for record in store.apis()]
+
+    @v1.get("/apis/{name}", response_model=ApiDetail, responses={404: {"description": "unknown API"}})
+    async def get_api(name: str) -> ApiDetail:
+        return views.detail(record_of(name))
+
+    @v1.post("/deployments", responses={400: {"description": "bad spec"},
+                                        200: {"content": {"application/x-ndjson": {}}}})
+    async def deploy(body: DeployRequest) -> StreamingResponse:
+        try:
+            plan = await deps.deployments.prepare(body)
+        except DeployInputError as error:
+            raise ApiError(400, str(error)) from None
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for event in deps.deployments.stream(plan):
+                yield (event.model_dump_json() + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @v1.delete("/apis/{name}", response_model=DeletedBody, responses={404: {}, 409: {}})
+    async def delete_api(name: str) -> DeletedBody:
+        record = record_of(name)
+        users = [r.name for r in store.apis() if r.kind == "traffic_splitter"
+                 and name in {t.name for t in r.splitter_spec().apis}]
+        if users:
+            raise ApiError(409, f"traffic splitter {', '.join(users)} routes to {name}; delete it first")
+        store.delete_api(name)
+        deps.tracker.finish(name, record.version, failed=True, message=f"{name} was deleted")
+        deps.routes.sync()
+        grace = record.api_spec().serving.graceful_shutdown if record.kind == "api" else 0.0
+        tasks = [deps.reconciler.retire(h, r) for h, r in live_replicas(name) if h.reachable]
+        deps.events.record("delete", f"deleted ({len(tasks)} replica(s) stopping)", api=name)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace + 30)
+        return DeletedBody(name=name, deleted_replicas=len(tasks))
+
+    @v1.post("/apis/{name}/scale", response_model=ApiSummary, responses={400: {}, 404: {}})
+    async def scale(name: str, body: ScaleRequest) -> ApiSummary:
+        record = record_of(name)
+        if record.kind != "api":
+            raise ApiError(400, f"{name} is a traffic splitter; it has no replicas to scale")
+        spec = record.api_spec()
+        if body.replicas is None and body.min_replicas is None and body.max_replicas is None:
+            raise ApiError(400, "give replicas (a fixed count) or min_replicas/max_replicas (autoscaled)")
+        if spec.autoscaling is None:
+            if body.min_replicas is not None or body.max_replicas is not None:
+                raise ApiError(400, f"{name} has a fixed replica count; scale it with replicas "
+                                    "(or deploy it with an autoscaling block)")
+            assert body.replicas is not None
+            new_spec = spec.model_copy(update={"replicas": body.replicas})
+            desired = body.replicas
+            text = f"replicas {record.desired_replicas} → {desired}"
+        else:
+            if body.replicas is not None:
+                raise ApiError(400, f"{name} is autoscaled; set min_replicas and/or max_replicas instead")
+            bounds = spec.autoscaling.model_dump()
+            for key in ("min_replicas", "max_replicas"):
+                if getattr(body, key) is not None:
+                    bounds[key] = getattr(body, key)
+            if bounds["init_replicas"] is not None and not (
+                    bounds["min_replicas"] <= bounds["init_replicas"] <= bounds["max_replicas"]):
+                bounds["init_replicas"] = None
+            try:
+                autoscaling = AutoscalingSpec.model_validate(bounds)
+            except ValidationError as error:
+                raise ApiError(400, _validation_text(error)) from None
+            new_spec = spec.model_copy(update={"autoscaling": autoscaling})
+            desired = min(max(record.desired_replicas, autoscaling.min_replicas), autoscaling.max_replicas)
+            text = f"autoscaling bounds {autoscaling.min_replicas}..{autoscaling.max_replicas}"
+        store.put_api(record.evolve(spec=new_spec.model_dump(mode="json", by_alias=True),
+                                    desired_replicas=desired, updated_at=time.time()))
+        deps.events.record("scale", text, api=name, data=body.model_dump(exclude_none=True))
+        deps.routes.sync()
+        deps.reconciler.trigger()
+        return views.summary(record_of(name))
+
+    @v1.post("/apis/{name}/replicas/{replica_id}/restart", status_code=202, responses={404: {}})
+    async def restart_replica(name: str, replica_id: str) -> dict[str, Any]:
+        record_of(name)
+        match = [(h, r) for h, r in live_replicas(name) if r.id == replica_id]
+        if not match:
+            known = ", ".join(r.id for _, r in live_replicas(name)) or "none"
+            raise ApiError(404, f"{name} has no replica {replica_id!r} (replicas: {known})")
+        deps.reconciler.replacing.add(replica_id)
+        deps.events.record("replica", f"restart of replica {replica_id} requested (replaced by a new one)",
+                           api=name, data={"replica": replica_id})
+        deps.reconciler.trigger()
+        return {"name": name, "replica": replica_id, "message": "a new replica replaces it once ready"}
+
+    @v1.get("/apis/{name}/logs", response_class=PlainTextResponse, responses={404: {}})
+    async def logs(name: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
+                   replica: str | None = None) -> Response:
+        record_of(name)
+        pairs = [(h, r) for h, r in live_replicas(name) if replica is None or r.id == replica]
+        if replica is not None and not pairs:
+            raise ApiError(404, f"{name} has no replica {replica!r}")
+        prefix = len(pairs) > 1
+        if not follow:
+            chunks = await asyncio.gather(*(_tail(h, r, tail, prefix) for h, r in pairs))
+            return PlainTextResponse("".join(chunks))
+        return StreamingResponse(_follow(pairs, tail, prefix), media_type="text/plain")
+
+    @v1.get("/hosts", response_model=list[HostBody])
+    async def hosts() -> list[HostBody]:
+        return [host_body(h) for h in fleet.hosts.values()]
+
+    @v1.get("/events", response_model=list[EventBody])
+    async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[EventBody]:
+        return [event_body(e) for e in store.events(api, limit)]
+
+    app.include_router(v1)
+    return app
+
+
+def _client(host: Host) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=host.url, headers={"Authorization": f"Bearer {host.token}"},
+                             timeout=httpx.Timeout(10.0, read=None))
+
+
+async def _tail(host: Host, replica: ReplicaInfo, tail: int, prefix: bool) -> str:
+    mark = f"[{replica.id}] " if prefix else ""
+    try:
+        async with _client(host) as client:
+            response = await client.get(f"/v1/replicas/{replica.id}/logs", params={"tail": tail})
+    except httpx.HTTPError as error:
+        return f"{mark}(logs unavailable: {error})\n"
+    if response.status_code >= 400:
+        return f"{mark}(logs unavailable: {response.status_code})\n"
+    return "".join(f"{mark}{line}\n" for line in response.text.splitlines())
+
+
+async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
+
+    async def pump(host: Host, replica: ReplicaInfo) -> None:
+        mark = f"[{replica.id}] " if prefix else ""
+        try:
+            async with _client(host) as client, client.stream(
+                    "GET", f"/v1/replicas/{replica.id}/logs",
+                    params={"tail": tail, "follow": "true"}) as response:
+                async for line in response.aiter_lines():
+                    await queue.put(f"{mark}{line}\n".encode())
+        except httpx.HTTPError as error:
+            await queue.put(f"{mark}(log stream ended: {error})\n".encode())
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(h, r)) for h, r in pairs]
+    open_streams = len(tasks)
+    try:
+        while open_streams:
+            item = await queue.get()
+            if item is None:
+                open_streams -= 1
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()

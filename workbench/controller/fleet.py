@@ -1,0 +1,174 @@
+"""The fleet monitor: each host's agent polled about once a second (never overlapping).
+
+A host that stops answering is marked unreachable at once (its replicas leave the router's pools);
+when it answers again its replicas come back. Reconciler writes (create/delete) are noted here at
+once so the next decision sees them before the next poll does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workbench.agent_client import AgentClient, AgentError
+from workbench.models import HostInfo, ReplicaInfo, ReplicaState
+
+log = logging.getLogger("workbench.controller.fleet")
+
+POLL_SECONDS = 1.0
+HOST_INFO_SECONDS = 10.0
+
+
+@dataclass
+class Host:
+    """One agent and what the last poll saw there."""
+
+    name: str
+    url: str
+    token: str = field(repr=False)
+    state: str = "connecting"  # connecting | ready | unreachable
+    last_seen: float | None = None
+    unreachable_since: float | None = None
+    info: HostInfo | None = None
+    message: str | None = None
+    replicas: dict[str, ReplicaInfo] = field(default_factory=dict)
+    info_at: float = 0.0
+    _noted: dict[str, float] = field(default_factory=dict)  # replica id -> monotonic time of a write
+    _gone: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.client = AgentClient(self.url, self.token, timeout=60.0)
+        self.poller = AgentClient(self.url, self.token, timeout=3.0)
+
+    @property
+    def reachable(self) -> bool:
+        return self.state == "ready"
+
+    def close(self) -> None:
+        self.client.close()
+        self.poller.close()
+
+
+def _fingerprint(host: Host) -> tuple[object, ...]:
+    return (host.state, tuple(sorted((r.id, r.state, r.url, r.restarts) for r in host.replicas.values())))
+
+
+class Fleet:
+    """Hosts and their replicas, kept fresh by one polling task per host."""
+
+    def __init__(self, on_change: Callable[[], None] | None = None, poll_seconds: float = POLL_SECONDS):
+        self.hosts: dict[str, Host] = {}
+        self.on_change = on_change
+        self.poll_seconds = poll_seconds
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._first_poll: dict[str, asyncio.Event] = {}
+
+    def add(self, host: Host) -> None:
+        old = self.hosts.get(host.name)
+        if old is not None:
+            self._stop_task(host.name)
+            old.close()
+        self.hosts[host.name] = host
+        self._first_poll[host.name] = asyncio.Event()
+        self._tasks[host.name] = asyncio.create_task(self._monitor(host), name=f"fleet-{host.name}")
+
+    async def wait_first_poll(self, timeout: float = 10.0) -> None:
+        """Wait until every host was polled once (so adoption sees what already runs)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(event.wait() for event in self._first_poll.values())), timeout)
+
+    def _stop_task(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for name in list(self._tasks):
+            self._stop_task(name)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for host in self.hosts.values():
+            host.close()
+
+    # -- reading -----------------------------------------------------------------------------
+    def replicas(self, api: str | None = None) -> list[tuple[Host, ReplicaInfo]]:
+        """Every known replica (reachable or not) as (host, info)."""
+        return [(host, replica) for host in self.hosts.values() for replica in host.replicas.values()
+                if api is None or replica.api == api]
+
+    def find(self, replica_id: str) -> tuple[Host, ReplicaInfo] | None:
+        for host in self.hosts.values():
+            if replica_id in host.replicas:
+                return host, host.replicas[replica_id]
+        return None
+
+    def ready_endpoints(self, api: str) -> list[tuple[Host, ReplicaInfo]]:
+        return [(host, r) for host, r in self.replicas(api)
+                if host.reachable and r.state == ReplicaState.READY and r.url]
+
+    # -- writes the reconciler made ------------------------------------------------------------
+    def note_created(self, host_name: str, replica: ReplicaInfo) -> None:
+        host = self.hosts[host_name]
+        host.replicas[replica.id] = replica
+        host._noted[replica.id] = time.monotonic()
+
+    def note_gone(self, host_name: str, replica_id: str) -> None:
+        host = self.hosts.get(host_name)
+        if host is not None:
+            host.replicas.pop(replica_id, None)
+            host._gone[replica_id] = time.monotonic()
+
+    async def poll_now(self, host: Host) -> None:
+        await self._poll(host)
+
+    # -- polling -----------------------------------------------------------------------------
+    async def _monitor(self, host: Host) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self._poll(host)
+            except Exception:  # never let one bad answer stop the monitor
+                log.exception("polling host %s failed", host.name)
+            self._first_poll[host.name].set()
+            await asyncio.sleep(max(0.05, self.poll_seconds - (time.monotonic() - started)))
+
+    async def _poll(self, host: Host) -> None:
+        before = _fingerprint(host)
+        started = time.monotonic()
+        try:
+            replicas = await asyncio.to_thread(host.poller.replicas)
+            if host.info is None or time.monotonic() - host.info_at > HOST_INFO_SECONDS:
+                host.info = await asyncio.to_thread(host.poller.host)
+                host.info_at = time.monotonic()
+        except AgentError as error:
+            if host.state != "unreachable":
+                log.warning("host %s stopped answering: %s", host.name, error)
+                host.unreachable_since = time.time()
+            host.state = "unreachable"
+            host.message = str(error)
+        else:
+            if host.state != "ready":
+                log.info("host %s is ready (%d replicas)", host.name, len(replicas))
+            host.state, host.message, host.unreachable_since = "ready", None, None
+            host.last_seen = time.time()
+            listed = {r.id for r in replicas}
+            fresh = {r.id: r for r in replicas if r.id not in host._gone}
+            # a replica created while this poll was in flight is kept until a later poll sees it
+            for replica_id, at in list(host._noted.items()):
+                if replica_id in fresh or at < started - 30:
+                    host._noted.pop(replica_id)
+                elif at >= started and replica_id in host.replicas:
+                    fresh[replica_id] = host.replicas[replica_id]
+            for replica_id, at in list(host._gone.items()):
+                if (replica_id not in listed and at < started) or at < started - 300:
+                    host._gone.pop(replica_id)
+            host.replicas = fresh
+        if _fingerprint(host) != before and self.on_change is not None:
+            self.on_change()

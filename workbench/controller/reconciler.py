@@ -1,0 +1,278 @@
+"""The reconciler: makes every host run what the desired state says, one API at a time.
+
+Runs on a trigger (a deploy, a scale, a fleet change, a wake) or every second. Each pass, per API:
+self-healing (replace replicas that stay failed or keep restarting), one rollout step (create /
+retire, see rollout.py), rollout completion or failure (revert to the previous version), and
+orphan removal (replicas of APIs the state does not know). A retired replica leaves the router's
+pool before the agent stops it gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+
+from workbench.agent_client import AgentError
+from workbench.controller.events import Events
+from workbench.controller.fleet import Fleet, Host
+from workbench.controller.rollout import ReplicaView, plan
+from workbench.controller.routes import RouteSync
+from workbench.controller.scheduler import Demand, HostView, place
+from workbench.controller.state import ApiRecord, Store
+from workbench.controller.tracker import RolloutTracker
+from workbench.deploy import replica_request
+from workbench.models import ReplicaInfo, ReplicaState, RuntimeKind
+
+log = logging.getLogger("workbench.controller.reconciler")
+
+PASS_SECONDS = 1.0
+LOST_AFTER = 30.0  # a host unreachable this long: its replicas are rescheduled elsewhere
+FAILED_REPLACE_AFTER = 30.0  # a replica failed this long is replaced
+MAX_RESTARTS = 5  # restarts outside a rollout before a replica is replaced
+DRAIN_WAIT = 5.0  # seconds to wait for the router's in-flight requests to a leaving replica
+GONE_STATES = (ReplicaState.STOPPING, ReplicaState.STOPPED)
+
+
+def demand_of(record: ApiRecord | None) -> Demand:
+    if record is None or record.kind != "api":
+        return Demand()
+    compute = record.api_spec().compute
+    return Demand(cpu=compute.cpu or 0.0, mem=compute.mem or 0)
+
+
+class Reconciler:
+    def __init__(self, store: Store, fleet: Fleet, events: Events, routes: RouteSync,
+                 tracker: RolloutTracker):
+        self.store = store
+        self.fleet = fleet
+        self.events = events
+        self.routes = routes
+        self.tracker = tracker
+        self.retiring: dict[str, asyncio.Task[None]] = {}
+        self.replacing: set[str] = set()  # replica ids to replace (restart / self-healing)
+        self._wake = asyncio.Event()
+        self._pass_lock = asyncio.Lock()
+        self._failed_since: dict[str, float] = {}
+        self._restart_base: dict[str, int] = {}
+
+    # -- driving -----------------------------------------------------------------------------
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), PASS_SECONDS)
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed")
+
+    async def close(self) -> None:
+        """Let graceful stops already under way finish (bounded)."""
+        tasks = list(self.retiring.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    async def reconcile_once(self) -> None:
+        async with self._pass_lock:
+            records = {record.name: record for record in self.store.apis()}
+            for record in records.values():
+                if record.kind == "api":
+                    try:
+                        await self._reconcile_api(record, records)
+                    except Exception:
+                        log.exception("reconciling %s failed", record.name)
+            self._remove_orphans(records)
+            self.routes.sync()
+
+    # -- one API -----------------------------------------------------------------------------
+    def _views(self, api: str) -> list[tuple[Host, ReplicaInfo, ReplicaView]]:
+        now = time.time()
+        views = []
+        for host, replica in self.fleet.replicas(api):
+            if replica.id in self.retiring or replica.state in GONE_STATES:
+                continue
+            if not host.reachable and host.unreachable_since and now - host.unreachable_since > LOST_AFTER:
+                continue
+            spec_hash = f"replace:{replica.spec_hash}" if replica.id in self.replacing else replica.spec_hash
+            views.append((host, replica, ReplicaView(id=replica.id, host=host.name, spec_hash=spec_hash,
+                                                     state=replica.state, created_at=replica.created_at,
+                                                     reachable=host.reachable)))
+        return views
+
+    async def _reconcile_api(self, record: ApiRecord, records: dict[str, ApiRecord]) -> None:
+        spec = record.api_spec()
+        assert record.spec_hash is not None
+        rolling = record.rollout_from is not None
+        entries = self._views(record.name)
+        if not rolling:
+            self._heal(record, entries)
+            entries = self._views(record.name)
+        views = [view for _, _, view in entries]
+        step = plan(views, record.spec_hash, record.desired_replicas, spec.update, rolling_out=rolling)
+        if rolling:
+            late = next((v for _, info, v in entries if v.spec_hash == record.spec_hash and not v.ready
+                         and time.time() - info.created_at > spec.serving.startup_timeout + 15), None)
+            failed = step.failed or late
+            if failed is not None:
+                await self._fail_rollout(record, failed, entries)
+                return
+            self.tracker.progress(record.name, step.progress(record.desired_replicas))
+        by_id = {view.id: (host, info) for host, info, view in entries}
+        for view in step.delete:
+            host, info = by_id[view.id]
+            if host.reachable:
+                self.retire(host, info)
+        if step.create:
+            await self._create(record, step.create, records)
+        if rolling and step.settled:
+            self.store.put_api(record.evolve(rollout_from=None, message=None, updated_at=time.time()))
+            for _, info, _ in entries:
+                self._restart_base[info.id] = info.restarts
+            progress = step.progress(record.desired_replicas)
+            self.events.record("rollout", f"version {record.version} is live: {progress}", api=record.name,
+                               data={"version": record.version, "spec_hash": record.spec_hash})
+            self.tracker.finish(record.name, record.version)
+
+    def _heal(self, record: ApiRecord, entries: list[tuple[Host, ReplicaInfo, ReplicaView]]) -> None:
+        now = time.time()
+        for host, info, _ in entries:
+            if not host.reachable or info.id in self.replacing:
+                continue
+            if info.state == ReplicaState.FAILED:
+                since = self._failed_since.setdefault(info.id, now)
+            else:
+                self._failed_since.pop(info.id, None)
+                since = now
+            base = self._restart_base.setdefault(info.id, info.restarts)
+            why = None
+            if now - since > FAILED_REPLACE_AFTER:
+                why = f"failed for {now - since:.0f} s ({info.message or 'exited'})"
+            elif info.restarts - base > MAX_RESTARTS:
+                why = f"restarted {info.restarts - base} times"
+            if why:
+                self.replacing.add(info.id)
+                self.events.record("replica", f"replacing replica {info.id} on {host.name}: {why}",
+                                   api=record.name,
+                                   data={"replica": info.id, "log_tail": info.log_tail[-10:]})
+
+    async def _create(self, record: ApiRecord, count: int, records: dict[str, ApiRecord]) -> None:
+        spec = record.api_spec()
+        assert record.runtime and record.artifact and record.image_hash
+        runtime: RuntimeKind = "docker" if record.runtime == "docker" else "process"
+        request = replica_request(spec, runtime, record.artifact, record.image_hash)
+        demand = demand_of(record)
+        used: dict[str, Demand] = {}
+        mine: Counter[str] = Counter()
+        for host, replica in self.fleet.replicas():
+            if replica.state in GONE_STATES:
+                continue
+            d = demand_of(records.get(replica.api))
+            u = used.get(host.name, Demand())
+            used[host.name] = Demand(u.cpu + d.cpu, u.mem + d.mem)
+            if replica.api == record.name and replica.id not in self.retiring:
+                mine[host.name] += 1
+        for _ in range(count):
+            hosts = [HostView(name=h.name, reachable=h.reachable, info=h.info,
+                              used=used.get(h.name, Demand()), api_replicas=mine[h.name])
+                     for h in self.fleet.hosts.values()]
+            placement = place(demand, runtime, hosts)
+            if placement.host is None:
+                self._set_message(record, f"pending: no host has room for a replica: {placement.reason}")
+                return
+            host = self.fleet.hosts[placement.host]
+            try:
+                info = await asyncio.to_thread(host.client.create_replica, request)
+            except AgentError as error:
+                self._set_message(record, f"error: {host.name} refused a replica: {error}")
+                return
+            self.fleet.note_created(host.name, info)
+            u = used.get(host.name, Demand())
+            used[host.name] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
+            mine[host.name] += 1
+            log.info("%s: created replica %s on %s", record.name, info.id, host.name)
+        self._set_message(record, None)
+
+    def _set_message(self, record: ApiRecord, message: str | None) -> None:
+        current = self.store.get_api(record.name)
+        if current is None or current.message == message:
+            return
+        self.store.put_api(current.evolve(message=message))
+        if message:
+            self.events.record("schedule", message, api=record.name, level=logging.WARNING)
+            self.tracker.progress(record.name, message)
+
+    async def _fail_rollout(self, record: ApiRecord, failed: ReplicaView,
+                            entries: list[tuple[Host, ReplicaInfo, ReplicaView]]) -> None:
+        found = self.fleet.find(failed.id)
+        info = found[1] if found else None
+        reason = (info.message if info else None) or "not ready in time"
+        tail = info.log_tail if info else []
+        previous = self.store.history(record.name, record.rollout_from) if record.rollout_from else None
+        left = "the previous version keeps serving" if previous else "nothing was deployed"
+        message = (f"{record.name}: replica {failed.id} failed to start: {reason}; {left}. "
+                   "Fix the predictor and deploy again; its output is below.")
+        for host, replica, view in entries:
+            if view.spec_hash == record.spec_hash and host.reachable:
+                self.retire(host, replica)
+        if previous is not None:
+            self.store.put_api(previous.evolve(rollout_from=None, updated_at=time.time(),
+                                               message=f"error: rollout of version {record.version} failed"))
+        else:
+            self.store.delete_api(record.name)
+        self.events.record("rollout", message, api=record.name, level=logging.WARNING,
+                           data={"version": record.version, "replica": failed.id, "log_tail": tail[-20:],
+                                 "reverted_to": previous.version if previous else None})
+        self.tracker.finish(record.name, record.version, failed=True, message=message, log_tail=tail)
+        self.routes.sync()
+
+    # -- removal -----------------------------------------------------------------------------
+    def _remove_orphans(self, records: dict[str, ApiRecord]) -> None:
+        for host, replica in self.fleet.replicas():
+            if (replica.api not in records and host.reachable and replica.id not in self.retiring
+                    and replica.state not in GONE_STATES):
+                self.events.record("replica", f"removing orphan replica {replica.id} on {host.name}",
+                                   api=replica.api)
+                self.retire(host, replica)
+
+    def retire(self, host: Host, replica: ReplicaInfo, grace: float | None = None) -> asyncio.Task[None]:
+        """Take a replica out of the router's pool now, then stop it gracefully on its agent."""
+        task = self.retiring.get(replica.id)
+        if task is None:
+            task = asyncio.create_task(self._retire(host, replica, grace), name=f"retire-{replica.id}")
+            self.retiring[replica.id] = task
+            self.routes.sync()
+        return task
+
+    async def _retire(self, host: Host, replica: ReplicaInfo, grace: float | None) -> None:
+        try:
+            await asyncio.sleep(0.2)  # requests the router picked it for just before it left connect
+            deadline = time.monotonic() + DRAIN_WAIT
+            while time.monotonic() < deadline and self._in_flight(replica) > 0:
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(host.client.delete_replica, replica.id, grace)
+            self.fleet.note_gone(host.name, replica.id)
+            log.info("%s: removed replica %s on %s", replica.api, replica.id, host.name)
+        except AgentError as error:
+            if error.status == 404:
+                self.fleet.note_gone(host.name, replica.id)
+            else:
+                log.warning("%s: cannot remove replica %s: %s", replica.api, replica.id, error)
+        finally:
+            self.retiring.pop(replica.id, None)
+            self.replacing.discard(replica.id)
+            self._failed_since.pop(replica.id, None)
+            self._restart_base.pop(replica.id, None)
+            self.routes.sync()
+            self.trigger()
+
+    def _in_flight(self, replica: ReplicaInfo) -> int:
+        try:
+            return self.routes.router.traffic(replica.api).replica_in_flight.get(replica.id, 0)
+        except Exception:
+            return 0

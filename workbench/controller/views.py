@@ -1,0 +1,117 @@
+"""Read models for the control API: API summaries and details, hosts, events."""
+
+from __future__ import annotations
+
+from workbench.controller.fleet import Fleet, Host
+from workbench.controller.routes import RouterLike, RouteSync
+from workbench.controller.schemas import (
+    ApiDetail,
+    ApiStatus,
+    ApiSummary,
+    EventBody,
+    HostBody,
+    ReplicaBody,
+    ReplicaCounts,
+    TrafficBody,
+)
+from workbench.controller.state import ApiRecord, EventRecord, Store
+from workbench.models import ReplicaState
+from workbench.router.types import ApiTraffic
+
+GONE = (ReplicaState.STOPPING, ReplicaState.STOPPED)
+
+
+def _traffic(traffic: ApiTraffic) -> TrafficBody:
+    return TrafficBody(requests_per_second=traffic.requests_per_second, p50_ms=traffic.p50_ms,
+                       p99_ms=traffic.p99_ms, status_2xx=traffic.status_2xx, status_4xx=traffic.status_4xx,
+                       status_5xx=traffic.status_5xx, in_flight=traffic.in_flight, retries=traffic.retries,
+                       ejections=traffic.ejections)
+
+
+def event_body(event: EventRecord) -> EventBody:
+    return EventBody(at=event.at, api=event.api, kind=event.kind, message=event.message, data=event.data)
+
+
+def host_body(host: Host) -> HostBody:
+    state = host.state if host.state in ("ready", "unreachable") else "connecting"
+    return HostBody(name=host.name, address=host.url, state=state,
+                    last_seen=host.last_seen, info=host.info, replicas=len(host.replicas),
+                    message=host.message)
+
+
+def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
+    message = record.message or ""
+    if record.kind == "traffic_splitter":
+        return "splitter"
+    if message.startswith("pending"):
+        return "pending"
+    if record.rollout_from == 0:
+        return "starting"
+    if record.rollout_from is not None:
+        return "updating"
+    if record.desired_replicas == 0 and counts.ready == 0:
+        return "scaled_to_zero"
+    if counts.ready == 0:
+        return "error" if counts.failed or message.startswith("error") else "starting"
+    if counts.ready < record.desired_replicas or counts.up_to_date != counts.ready:
+        return "updating"
+    return "live"
+
+
+class Views:
+    def __init__(self, store: Store, fleet: Fleet, router: RouterLike, routes: RouteSync, base_url: str):
+        self.store = store
+        self.fleet = fleet
+        self.router = router
+        self.routes = routes
+        self.base_url = base_url
+
+    def _traffic_of(self, name: str) -> ApiTraffic:
+        try:
+            return self.router.traffic(name)
+        except Exception:
+            return ApiTraffic()
+
+    def summary(self, record: ApiRecord) -> ApiSummary:
+        replicas = [r for _, r in self.fleet.replicas(record.name) if r.state not in GONE]
+        counts = ReplicaCounts(
+            requested=record.desired_replicas,
+            ready=len(self.routes.endpoints(record.name)) if record.kind == "api" else 0,
+            up_to_date=sum(r.spec_hash == record.spec_hash for r in replicas),
+            failed=sum(r.state == ReplicaState.FAILED for r in replicas),
+        )
+        autoscaling = None
+        split: list[dict[str, object]] = []
+        if record.kind == "api":
+            spec = record.api_spec()
+            if spec.autoscaling is not None:
+                a = spec.autoscaling
+                autoscaling = {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
+                               "target_concurrency": a.target_concurrency or spec.serving.max_concurrency}
+        else:
+            split = [t.model_dump() for t in record.splitter_spec().apis]
+        return ApiSummary(
+            name=record.name, kind=record.kind, status=status_of(record, counts), replicas=counts,
+            runtime=record.runtime,
+            artifact=record.artifact, spec_hash=record.spec_hash, updated_at=record.updated_at,
+            endpoint=f"{self.base_url}/{record.name}", traffic=_traffic(self._traffic_of(record.name)),
+            autoscaling=autoscaling, split=split,
+        )
+
+    def detail(self, record: ApiRecord, events: int = 20) -> ApiDetail:
+        summary = self.summary(record)
+        traffic = self._traffic_of(record.name)
+        ready_ids = {e.replica_id for e in self.routes.endpoints(record.name)}
+        replicas = []
+        for host, r in sorted(self.fleet.replicas(record.name), key=lambda pair: pair[1].created_at):
+            state = r.state if host.reachable else ReplicaState.STARTING
+            message = r.message if host.reachable else f"host {host.name} is unreachable"
+            if r.state == ReplicaState.READY and r.id not in ready_ids and host.reachable:
+                message = message or "leaving the pool"
+            replicas.append(ReplicaBody(
+                id=r.id, host=host.name, state=state, url=r.url,
+                in_flight=traffic.replica_in_flight.get(r.id, 0), restarts=r.restarts, message=message,
+                spec_hash=r.spec_hash, up_to_date=r.spec_hash == record.spec_hash,
+                ejected=r.id in traffic.ejected, created_at=r.created_at, log_tail=r.log_tail))
+        return ApiDetail(**summary.model_dump(), replica_list=replicas,
+                         events=[event_body(e) for e in self.store.events(record.name, events)])

@@ -1,0 +1,75 @@
+"""Active health checks: ``GET <replica>/readyz`` every ~2 s (1 s timeout) per endpoint; a
+replica that fails is out of rotation until it passes again.
+
+The next round starts `interval` seconds after the last one finished (rounds never overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+
+import aiohttp
+
+from .pool import EndpointState
+
+INTERVAL = 2.0
+TIMEOUT = 1.0
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        endpoints: Callable[[], Iterable[EndpointState]],
+        *,
+        interval: float = INTERVAL,
+        timeout: float = TIMEOUT,
+    ) -> None:
+        self._endpoints = endpoints
+        self.interval = interval
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=10.0),
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+            )
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.check_all()
+
+    async def check_all(self) -> None:
+        states = [s for s in self._endpoints() if not s.removed]
+        if states:
+            results = await asyncio.gather(*(self.check(s) for s in states))
+            for state, ok in zip(states, results, strict=True):
+                if not state.removed:
+                    state.healthy = ok
+
+    async def check(self, state: EndpointState) -> bool:
+        session = self._session
+        if session is None:
+            return state.healthy
+        try:
+            async with asyncio.timeout(self.timeout), session.get(state.url + "/readyz") as response:
+                await response.read()
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return False
