@@ -82,6 +82,7 @@ def main() -> None:
     cores = sorted(os.sched_getaffinity(0))
     router_core = {cores[-1]}
     rows: list[tuple[int, LoadResult, LoadResult, LoadResult | None]] = []
+    load_before = os.getloadavg()[0]
     with replica(REPO / "examples" / "echo") as direct, \
             router({"echo": [direct]}, cpus=router_core) as routed, \
             nginx(direct, router_core) as via_nginx:
@@ -113,6 +114,8 @@ def main() -> None:
                     f"| {m.p50_ms - d.p50_ms:+.2f} ms | {m.p99_ms - d.p99_ms:+.2f} ms "
                     f"| {m.requests_per_second / d.requests_per_second:.0%} |")
         note = "" if rows[0][3] else " nginx is not installed here, so there is no nginx row."
+        note += (f" Load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run "
+                 "(other work on the machine skews small-core figures; rerun when it is idle).")
         write_section(
             "router_overhead",
             f"## Router overhead (`bench/router_overhead.py`)\n\n"

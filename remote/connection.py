@@ -54,6 +54,16 @@ def _open_transport(settings: HostSettings, sock: socket.socket | paramiko.Chann
     return transport
 
 
+def _tcp_keepalive(sock: socket.socket, interval: int) -> None:
+    """Let the kernel drop a link whose peer went silent (paramiko's keepalive expects no answer)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", interval), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class SSHHost:
     """One paramiko Transport to one box (through its ProxyJump hops), re-established on loss."""
 
@@ -100,6 +110,7 @@ class SSHHost:
                 else:
                     try:
                         sock = socket.create_connection((step.hostname, step.port), timeout=self._timeout)
+                        _tcp_keepalive(sock, self._keepalive)
                     except OSError as error:
                         raise Unreachable(f"cannot reach {step.display}: {error}") from None
                 try:
@@ -164,43 +175,18 @@ class SSHHost:
                 except Exception:
                     log.exception("on_state callback failed")
 
-    def _alive(self) -> bool:
-        """A keepalive that expects an answer (paramiko's own keepalive does not)."""
-        try:
-            transport = self.transport
-        except Unreachable:
-            return False
-        answered = threading.Event()
-
-        def ping() -> None:
-            with contextlib.suppress(Exception):
-                transport.global_request("keepalive@openssh.com", wait=True)
-                answered.set()
-
-        threading.Thread(target=ping, daemon=True).start()
-        if answered.wait(self._keepalive * 3) and transport.is_active():
-            return True
-        transport.close()
-        return False
-
     def _watch(self) -> None:
-        next_ping = time.monotonic() + self._keepalive
+        """Notice a dropped link (EOF, or TCP keepalive giving up on a silent peer) and redial."""
         while not self._closed.wait(0.25):
             if self.is_connected():
-                if time.monotonic() >= next_ping:
-                    next_ping = time.monotonic() + self._keepalive
-                    if self._alive():
-                        self.last_seen = time.time()
-                        continue
-                else:
-                    continue
+                self.last_seen = time.time()
+                continue
             if self._closed.is_set():
                 return
             self._set_state("unreachable", f"connection to {self.settings.display} lost")
             if not self._reconnect:
                 return
             self._redial()
-            next_ping = time.monotonic() + self._keepalive
 
     def _redial(self) -> None:
         delay = 0.5

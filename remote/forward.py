@@ -44,7 +44,8 @@ def pump(sock: socket.socket, channel: paramiko.Channel) -> None:
         selector.close()
         with contextlib.suppress(OSError):
             sock.close()
-        channel.close()
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            channel.close()
 
 
 class LocalForward:

@@ -7,12 +7,11 @@ import shutil
 import site
 import subprocess
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.agent.buildctx import BuildSpec, inspect_context
+from workbench.agent.buildctx import BuildSpec, extract_context, inspect_context
 
 from workbench.models import BuildEvent
 
@@ -131,8 +130,7 @@ class BundleBuilder:
         step = 1
         yield BuildEvent(kind="step", step=step, total_steps=total, message="extract context")
         root.mkdir(parents=True)
-        with tarfile.open(context, mode="r:gz") as tar:
-            tar.extractall(root, filter="data")
+        extract_context(context, root)
         project = root / "project"
         project.mkdir(exist_ok=True)
 

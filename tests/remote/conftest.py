@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.support.sshd import Box, require_sshd, sshd_boxes
 from workbench.remote.connection import SSHHost
 from workbench.remote.hostkeys import KnownHosts
 from workbench.remote.sshconfig import resolve
 from workbench.remote.tunnel import RemoteHost
+
+from tests.support.sshd import Box, require_sshd, sshd_boxes
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +52,7 @@ def remote(boxes: list[Box], tmp_path_factory: pytest.TempPathFactory) -> Iterat
     folder = tmp_path_factory.mktemp("remote")
     box = boxes[0]
     host = RemoteHost(box.target, identity=box.client_key, known_hosts=trusted(box, folder),
-                      ssh_config=folder / "no-config", trust=None).connect()
+                      ssh_config=folder / "no-config", tunnel="openssh").connect()
     host.install()
     yield host
     try:

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from workbench.remote.connection import HostState, SSHHost
+from workbench.remote.errors import AuthFailed
+from workbench.remote.sshconfig import resolve
 
 from tests.remote.conftest import trusted
 from tests.support.real_parts import wait_until
 from tests.support.sshd import Box
-from workbench.remote.connection import HostState, SSHHost
-from workbench.remote.errors import AuthFailed
-from workbench.remote.sshconfig import resolve
 
 
 def test_wrong_key_is_a_clear_auth_error(box: Box, tmp_path: Path) -> None:
@@ -100,7 +100,9 @@ def test_reconnects_after_sshd_restart(box: Box, tmp_path: Path) -> None:
     host = SSHHost(settings, known_hosts=trusted(box, tmp_path), keepalive=1, max_backoff=1.0)
     host.on_state(states.append)
     host.connect()
+    server, port = _echo_server()
     try:
+        local = host.forward("127.0.0.1", port)
         seen = host.last_seen
         box.stop()
         wait_until(lambda: host.state == "unreachable", 20, what="unreachable")
@@ -110,7 +112,11 @@ def test_reconnects_after_sshd_restart(box: Box, tmp_path: Path) -> None:
         assert [s.state for s in states][:2] == ["connected", "unreachable"]
         assert states[-1].state == "connected"
         assert host.run(["true"])[0] == 0
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as conn:  # same local port
+            conn.sendall(b"again")
+            assert conn.recv(16) == b"again"
     finally:
+        server.close()
         host.close()
         if box.process is None:
             box.start()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
-from tests.remote.conftest import trusted
-from tests.support.sshd import Box
 from workbench.remote.connection import SSHHost
 from workbench.remote.errors import HostKeyChanged, UnknownHostKey
 from workbench.remote.hostkeys import KnownHosts, fingerprint
 from workbench.remote.sshconfig import resolve
+
+from tests.remote.conftest import trusted
+from tests.support.sshd import Box
 
 
 def _settings(box: Box, tmp_path: Path):  # type: ignore[no-untyped-def]

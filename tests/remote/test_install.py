@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import httpx
+from workbench.remote import install
+from workbench.remote.layout import Layout
+from workbench.remote.tunnel import RemoteHost
 
 from tests.support.real_parts import EXAMPLES, wait_until
 from tests.support.sshd import Box
 from workbench import __version__
 from workbench.deploy import ensure_artifact, replica_request
-from workbench.models import ReplicaState
-from workbench.remote import install
-from workbench.remote.layout import Layout
-from workbench.remote.tunnel import RemoteHost
+from workbench.models import RUNTIME_CONFIG_ENV, ReplicaState, RuntimeConfig
 from workbench.spec.loader import load_specs
 
 
@@ -35,8 +35,7 @@ def test_install_again_is_a_repair_noop(remote: RemoteHost) -> None:
 
 def test_stopped_agent_is_restarted_by_install(remote: RemoteHost, box: Box) -> None:
     layout = Layout.for_home(str(box.home))
-    pid = json.loads("0")  # placeholder for mypy
-    status, out, _ = remote.ssh.run(["cat", str(layout.root / "agent.pid")])
+    _, out, _ = remote.ssh.run(["cat", str(layout.root / "agent.pid")])
     pid = int(out.strip())
     remote.ssh.run(["kill", "-9", str(pid)])
     wait_until(lambda: remote.ssh.run(["kill", "-0", str(pid)])[0] != 0, 10, what="agent gone")
@@ -59,6 +58,39 @@ def test_upgrade_detected_from_the_version_marker(remote: RemoteHost, box: Box) 
     assert remote.installed_version() == __version__ and not remote.needs_upgrade()
     with remote.agent_client() as client:
         assert client.host().agent_version == __version__
+
+
+def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: RemoteHost, box: Box) -> None:
+    """A predictor runtime (examples/echo) on the box's 127.0.0.1, reached through endpoint_url."""
+    layout = Layout.for_home(str(box.home))
+    project = f"{box.home}/echo-project"
+    remote.ssh.run(["mkdir", "-p", project], check=True)
+    for name in ("predictor.py", "workbench.yaml"):
+        remote.ssh.put(EXAMPLES / "echo" / name, f"{project}/{name}")
+    port = int(remote.ssh.run(["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0));"
+                               " print(s.getsockname()[1])"], check=True)[1])
+    config = RuntimeConfig(api="echo", project_dir=project).model_dump_json()
+    launch = ("import subprocess, sys; print(subprocess.Popen(sys.argv[1:], start_new_session=True, "
+              "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
+    serve = ["env", f"{RUNTIME_CONFIG_ENV}={config}", str(layout.python), "-m", "workbench.serving",
+             "--port", str(port)]
+    pid = remote.ssh.run([str(layout.python), "-c", launch, *serve], check=True)[1].strip()
+    try:
+        local = remote.endpoint_url(f"http://127.0.0.1:{port}/readyz")
+        assert local.endswith("/readyz") and f":{port}/" not in local
+        wait_until(lambda: _status(local) == 200, 60, what="replica ready")
+        response = httpx.post(remote.endpoint_url(f"http://127.0.0.1:{port}/"), json={"hello": "box"})
+        assert response.status_code == 200 and response.json() == {"hello": "box"}
+    finally:
+        remote.ssh.run(["kill", "-TERM", "--", f"-{int(pid)}"])  # its own session/process group
+        remote.ssh.run(["rm", "-rf", project])
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None
 
 
 def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
@@ -86,11 +118,11 @@ def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
             client.delete_replica(replica.id, grace=5)
 
 
-def test_openssh_tunnel_reaches_the_agent(remote: RemoteHost, box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_paramiko_tunnel_reaches_the_agent(remote: RemoteHost, box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.remote.conftest import trusted
 
     other = RemoteHost(box.target, identity=box.client_key, known_hosts=trusted(box, tmp_path),
-                       ssh_config=tmp_path / "none", tunnel="openssh").connect()
+                       ssh_config=tmp_path / "none", tunnel="paramiko").connect()
     try:
         assert other.agent_url != remote.agent_url
         with other.agent_client() as client:

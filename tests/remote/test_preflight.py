@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-
-from tests.remote.conftest import trusted
-from tests.support.sshd import Box, sshd_boxes
 from workbench.remote.connection import SSHHost
 from workbench.remote.preflight import Check, ok, preflight, render
 from workbench.remote.sshconfig import resolve
+
+from tests.remote.conftest import trusted
+from tests.support.sshd import Box, sshd_boxes
 
 
 def _by_name(checks: list[Check]) -> dict[str, Check]:

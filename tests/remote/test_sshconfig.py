@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.remote.conftest import trusted
-from tests.support.sshd import Box
 from workbench.remote.connection import SSHHost
 from workbench.remote.errors import InvalidTarget
 from workbench.remote.sshconfig import Target, parse_target, resolve
+
+from tests.remote.conftest import trusted
+from tests.support.sshd import Box
 
 
 @pytest.mark.parametrize(("text", "expected"), [

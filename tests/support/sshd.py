@@ -169,6 +169,16 @@ class Box:
             with contextlib.suppress(psutil.Error):
                 if child.name().startswith("sshd"):
                     child.kill()
+        # a connection's privilege-separated child runs as the box user and may have been
+        # re-parented already: kill those too, or the client never sees the link drop
+        config = str(self.root / "sshd_config")
+        for proc in psutil.process_iter(["name", "uids", "cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                name = proc.info["name"] or ""
+                uids = proc.info["uids"]
+                mine = (uids is not None and uids.real == self.uid) or config in (proc.info["cmdline"] or [])
+                if name.startswith("sshd") and mine:
+                    proc.kill()
         self.process = None
 
     def restart(self) -> None:
