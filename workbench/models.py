@@ -106,6 +106,61 @@ class DockerStatus(BaseModel):
     error: str | None = None
 
 
+class GpuProcess(BaseModel):
+    """A process using a GPU, and the replica it belongs to when it is one of ours."""
+
+    pid: int
+    used_memory_bytes: int | None = None
+    replica_id: str | None = None
+    api: str | None = None
+    container_id: str | None = None
+
+
+class GpuInfo(BaseModel):
+    """One GPU's current state; None means N/A (unsupported, or the GPU stopped answering)."""
+
+    index: int
+    uuid: str | None = None
+    name: str | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    utilization_gpu: float | None = None  # percent
+    utilization_memory: float | None = None  # percent
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    fan_percent: float | None = None
+    clock_sm_mhz: int | None = None
+    clock_memory_mhz: int | None = None
+    mig_mode: bool | None = None
+    processes: list[GpuProcess] = Field(default_factory=list)
+    allocated_to: list[str] = Field(default_factory=list)  # replica ids the agent pinned here
+    error: str | None = None  # e.g. "GPU is lost" — the other values are then N/A
+
+
+class GpuSample(BaseModel):
+    """One point of a GPU's history (the agent keeps ~10 minutes at 1 Hz)."""
+
+    at: float
+    utilization_gpu: float | None = None
+    memory_used_bytes: int | None = None
+    temperature_c: float | None = None
+    power_draw_w: float | None = None
+
+
+class GpuReport(BaseModel):
+    """GET /v1/gpus on an agent: current values, history, and what the probe could tell."""
+
+    source: Literal["nvml", "fixture", "none"]
+    driver_version: str | None = None
+    nvml_version: str | None = None
+    cuda_driver_version: str | None = None
+    note: str | None = None  # e.g. "NVML not found: no NVIDIA driver" — never an error
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    history: dict[int, list[GpuSample]] = Field(default_factory=dict)  # by GPU index
+
+
 class HostInfo(BaseModel):
     hostname: str
     os: str
@@ -118,6 +173,9 @@ class HostInfo(BaseModel):
     disk_free_bytes: int
     docker: DockerStatus
     runtimes: list[RuntimeKind]
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    gpu_driver_version: str | None = None
+    gpu_note: str | None = None
 
 
 class BuildEvent(BaseModel):

@@ -119,11 +119,39 @@ class ApiDetail(ApiSummary):
 class HostBody(BaseModel):
     name: str
     address: str
+    kind: Literal["local", "ssh", "direct"] = "local"
+    agent_version: str | None = None
     state: Literal["ready", "unreachable", "connecting"]
     last_seen: float | None = None
     info: HostInfo | None = None
     replicas: int = 0
     message: str | None = None
+
+
+class AddHostRequest(_Body):
+    """POST /v1/hosts: register a box reachable over SSH and install the agent on it."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    target: str = Field(description="[user@]host[:port], or a Host alias from ~/.ssh/config")
+    identity: str | None = Field(None, description="private key file (-i)")
+    jump: str | None = Field(None, description="jump host ([user@]host[:port])")
+    trust: str | None = Field(None, description="SHA256:… fingerprint the user confirmed")
+    online: bool = Field(False, description="let the box install from its own package index")
+    direct: bool = Field(False, description="reach the agent over TCP with its token (LAN/VPN)")
+    port: int | None = Field(None, ge=1, le=65535, description="the agent's port on the box")
+
+
+class HostEvent(BaseModel):
+    """One NDJSON line of adding/upgrading/removing a host; ends with one done or error."""
+
+    kind: Literal["step", "preflight", "trust_required", "log", "done", "error"]
+    host: str
+    message: str = ""
+    step: str | None = None
+    checks: list[dict[str, Any]] = Field(default_factory=list)  # preflight: name, status, detail, fix
+    fingerprint: str | None = None  # trust_required: SHA256:… to show the user
+    key_type: str | None = None
+    result: HostBody | None = None
 
 
 class DeletedBody(BaseModel):
@@ -132,3 +160,4 @@ class DeletedBody(BaseModel):
 
 
 DeployEvent.model_rebuild()
+HostEvent.model_rebuild()
