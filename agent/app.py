@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from workbench.agent.auth import bearer_auth
 from workbench.agent.buildctx import ContextError, inspect_context
-from workbench.agent.errors import BadRequest, install_error_handlers
+from workbench.agent.errors import BadRequest, Unavailable, install_error_handlers
+from workbench.agent.gpu import metrics as gpu_metrics
+from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
 from workbench.agent.hostinfo import host_info
 from workbench.agent.runtimes.base import LogFollower, check_artifact_name
@@ -22,7 +24,7 @@ from workbench.agent.runtimes.docker import DockerRuntime
 from workbench.agent.supervisor import Supervisor
 
 from workbench import __version__
-from workbench.models import BuildEvent, DockerStatus, HostInfo, ReplicaInfo, ReplicaRequest
+from workbench.models import BuildEvent, DockerStatus, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
 
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
@@ -86,16 +88,21 @@ def create_app(
     config: AgentConfig,
     supervisor: Supervisor,
     on_shutdown: Callable[[], None] | None = None,
+    gpus: GpuService | None = None,
 ) -> FastAPI:
-    """The FastAPI app; the supervisor starts and stops with it (replicas do not)."""
+    """The FastAPI app; the supervisor and the GPU sampler start and stop with it (replicas do not)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if gpus is not None:
+            await asyncio.to_thread(gpus.sampler.start)
         await supervisor.start()
         try:
             yield
         finally:
             await supervisor.close()
+            if gpus is not None:
+                await asyncio.to_thread(gpus.sampler.stop)
             if on_shutdown is not None:
                 on_shutdown()
 
@@ -122,7 +129,14 @@ def create_app(
             status = await asyncio.to_thread(docker_rt.docker_status, True)
         else:
             status = DockerStatus(available=False, error="docker runtime disabled")
-        return await asyncio.to_thread(host_info, home.root, status)
+        report = gpus.report(history=False) if gpus is not None else None
+        return await asyncio.to_thread(host_info, home.root, status, report)
+
+    @v1.get("/gpus", response_model=GpuReport)
+    async def get_gpus(history: bool = True) -> GpuReport:
+        if gpus is None:
+            return GpuReport(source="none", note="GPU telemetry is off")
+        return gpus.report(history=history)
 
     @v1.get("/replicas", response_model=list[ReplicaInfo])
     async def list_replicas(api: str | None = None) -> list[ReplicaInfo]:
@@ -187,4 +201,11 @@ def create_app(
         return StreamingResponse(_ndjson(events, path), media_type="application/x-ndjson")
 
     app.include_router(v1)
+
+    @app.get("/metrics", dependencies=[Depends(bearer_auth(config.token))])
+    async def metrics() -> PlainTextResponse:
+        if gpus is None:
+            raise Unavailable("GPU telemetry is off")
+        return PlainTextResponse(gpu_metrics.render(gpus), media_type="text/plain; version=0.0.4")
+
     return app

@@ -10,11 +10,12 @@ from pathlib import Path
 import psutil
 
 from workbench import __version__
-from workbench.models import DockerStatus, HostInfo, RuntimeKind
+from workbench.models import DockerStatus, GpuReport, HostInfo, RuntimeKind
 
 
-def host_info(home: Path, docker: DockerStatus) -> HostInfo:
-    """Sample the host now; `docker` is the runtime's current (cached) status."""
+def host_info(home: Path, docker: DockerStatus, gpus: GpuReport | None = None) -> HostInfo:
+    """Sample the host now; `docker` is the runtime's current (cached) status, `gpus` the
+    GPU service's current report (without history)."""
     mem = psutil.virtual_memory()
     runtimes: list[RuntimeKind] = ["docker", "process"] if docker.available else ["process"]
     return HostInfo(
@@ -29,4 +30,7 @@ def host_info(home: Path, docker: DockerStatus) -> HostInfo:
         disk_free_bytes=psutil.disk_usage(str(home)).free,
         docker=docker,
         runtimes=runtimes,
+        gpus=gpus.gpus if gpus else [],
+        gpu_driver_version=gpus.driver_version if gpus else None,
+        gpu_note=gpus.note if gpus else "GPU telemetry is off",
     )

@@ -8,6 +8,9 @@ import sys
 
 import uvicorn
 from workbench.agent.app import create_app
+from workbench.agent.gpu.probe import make_probe
+from workbench.agent.gpu.sampler import GpuSampler
+from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentHome
 from workbench.agent.runtimes.base import Runtime
 from workbench.agent.runtimes.docker import DockerRuntime
@@ -67,11 +70,21 @@ def serve(home: AgentHome, port: int | None, host: str = LOOPBACK, direct: bool 
     home.write_pid()
     log = logging.getLogger("workbench.agent")
     log.info("agent %s listening on %s:%d (home %s)", config.agent_id, host, port, home.root)
+    probe = make_probe()
+    log.info("GPU probe: %s%s", probe.source, f" ({probe.note})" if probe.note else "")
     runtimes: dict[str, Runtime] = {
-        "docker": DockerRuntime(config.agent_id),
+        "docker": DockerRuntime(config.agent_id, simulated_gpus=probe.source == "fixture"),
         "process": ProcessRuntime(home.replicas_dir, home.bundles_dir),
     }
-    app = create_app(home, config, Supervisor(runtimes), on_shutdown=home.remove_pid)
+    sampler = GpuSampler(probe)
+    gpus: GpuService | None = None
+
+    def gpu_indices() -> dict[int, str | None] | None:
+        return gpus.indices() if gpus is not None else None
+
+    supervisor = Supervisor(runtimes, gpu_indices=gpu_indices)
+    gpus = GpuService(sampler, supervisor.replica_refs, supervisor.gpu_allocations)
+    app = create_app(home, config, supervisor, on_shutdown=home.remove_pid, gpus=gpus)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from workbench.agent.errors import AgentError, BadRequest, NotFound, Unavailable
+from workbench.agent.errors import AgentError, BadRequest, Conflict, NotFound, Unavailable
+from workbench.agent.gpu.alloc import Allocation, conflict, resolve
+from workbench.agent.gpu.procmap import ReplicaRef
 from workbench.agent.probe import is_ready
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
@@ -65,15 +69,24 @@ class Replica:
             log_tail=list(self.log_tail),
             pid=h.pid,
             container_id=h.container_id,
+            gpu_ids=list(h.request.gpu_ids),
+            gpu_share=h.request.gpu_share,
         )
 
 
 class Supervisor:
     """Keeps every desired replica running; all runtime calls go through threads."""
 
-    def __init__(self, runtimes: dict[str, Runtime]) -> None:
+    def __init__(
+        self,
+        runtimes: dict[str, Runtime],
+        gpu_indices: Callable[[], dict[int, str | None] | None] | None = None,
+    ) -> None:
         self.runtimes = runtimes
+        #: GPU index -> UUID on this host; None when the host has no GPU information.
+        self.gpu_indices = gpu_indices or (lambda: None)
         self.replicas: dict[str, Replica] = {}
+        self._gpu_claims: dict[str, Allocation] = {}  # creates in progress
         self._adopted: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -200,6 +213,11 @@ class Supervisor:
             hint = "; use `runtime: process` instead" if rt.kind == "docker" else ""
             raise Unavailable(reason + hint)
 
+    def replica_refs(self) -> list[ReplicaRef]:
+        """What the GPU process map needs to know about each replica."""
+        return [ReplicaRef(r.id, r.handle.request.api, r.handle.pid, r.handle.container_id)
+                for r in list(self.replicas.values())]
+
     def list(self, api: str | None = None) -> list[ReplicaInfo]:
         reps = sorted(self.replicas.values(), key=lambda r: r.handle.created_at)
         return [r.info() for r in reps if api is None or r.handle.request.api == api]
@@ -210,17 +228,58 @@ class Supervisor:
             raise NotFound(f"no replica {replica_id!r} on this host")
         return r
 
+    # -- GPU allocation -------------------------------------------------------------------------
+    def _gpu_key(self, gpu_id: str, indices: dict[int, str | None] | None) -> str:
+        index = resolve(gpu_id, indices) if indices else None
+        return str(index) if index is not None else gpu_id
+
+    def gpu_allocations(self) -> builtins.list[Allocation]:
+        """Every replica's pinned GPUs (by index where known), creates in progress included."""
+        indices = self.gpu_indices()
+        out = []
+        for r in self.replicas.values():
+            req = r.handle.request
+            if req.gpu_ids:
+                keys = tuple(self._gpu_key(g, indices) for g in req.gpu_ids)
+                out.append(Allocation(r.id, keys, req.gpu_share))
+        return out + list(self._gpu_claims.values())
+
+    def _claim_gpus(self, replica_id: str, request: ReplicaRequest) -> None:
+        """Reserve the request's GPUs, or refuse: 400 for GPUs this host lacks, 409 when taken.
+        Without GPU information (no NVML) ids are not checked against devices, only against
+        each other."""
+        if not request.gpu_ids:
+            return
+        indices = self.gpu_indices()  # None: no GPU information here, ids cannot be checked
+        missing = [g for g in request.gpu_ids if indices is not None and resolve(g, indices) is None]
+        if missing and indices is not None:
+            have = ", ".join(str(i) for i in sorted(indices)) or "none"
+            raise BadRequest(f"no GPU {', '.join(missing)} on this host (GPUs: {have})")
+        wanted = Allocation(replica_id, tuple(self._gpu_key(g, indices) for g in request.gpu_ids),
+                            request.gpu_share)
+        reason = conflict(wanted, self.gpu_allocations())
+        if reason:
+            raise Conflict(f"cannot pin GPUs for {request.api}: {reason}")
+        self._gpu_claims[replica_id] = wanted
+
     async def create(self, request: ReplicaRequest) -> ReplicaInfo:
         rt = self.runtime(request.runtime)
+        replica_id = secrets.token_hex(4)
+        while replica_id in self.replicas or replica_id in self._gpu_claims:
+            replica_id = secrets.token_hex(4)
+        self._claim_gpus(replica_id, request)  # no await between check and claim
+        try:
+            return await self._create(rt, replica_id, request)
+        finally:
+            self._gpu_claims.pop(replica_id, None)
+
+    async def _create(self, rt: Runtime, replica_id: str, request: ReplicaRequest) -> ReplicaInfo:
         await self.require_available(rt)
         if not await asyncio.to_thread(rt.artifact_exists, request.artifact):
             raise NotFound(
                 f"{request.runtime} artifact {request.artifact!r} does not exist on this host: "
                 "build it first (POST /v1/builds)"
             )
-        replica_id = secrets.token_hex(4)
-        while replica_id in self.replicas:
-            replica_id = secrets.token_hex(4)
         try:
             handle = await asyncio.to_thread(rt.create, replica_id, request, time.time())
         except ArtifactMissing as e:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from workbench.models import BuildEvent, HostInfo, ReplicaInfo, ReplicaRequest, RuntimeKind
+from workbench.models import BuildEvent, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest, RuntimeKind
 
 
 class AgentError(Exception):
@@ -71,6 +71,11 @@ class AgentClient:
 
     def host(self) -> HostInfo:
         return HostInfo.model_validate(self._request("GET", "/v1/host").json())
+
+    def gpus(self, history: bool = True) -> GpuReport:
+        """The host's GPUs now (processes mapped to replicas) and, with history, ~10 minutes of samples."""
+        params = {"history": str(history).lower()}
+        return GpuReport.model_validate(self._request("GET", "/v1/gpus", params=params).json())
 
     def replicas(self, api: str | None = None) -> list[ReplicaInfo]:
         params = {"api": api} if api else None

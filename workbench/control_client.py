@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from workbench.controller.schemas import (
+    AddHostRequest,
     ApiDetail,
     ApiSummary,
     DeletedBody,
@@ -16,6 +17,8 @@ from workbench.controller.schemas import (
     DeployRequest,
     EventBody,
     HostBody,
+    HostEvent,
+    RemovedHostBody,
     ScaleRequest,
 )
 
@@ -124,3 +127,32 @@ class ControlClient:
                 yield from response.iter_lines()
         except httpx.TransportError as error:
             raise ControlError(f"the log stream from {self.url} broke: {error}") from error
+
+    # -- hosts -------------------------------------------------------------------------------
+    def host(self, name: str) -> HostBody:
+        return HostBody.model_validate(self._call("GET", f"/v1/hosts/{name}").json())
+
+    def remove_host(self, name: str, *, purge: bool = False) -> RemovedHostBody:
+        response = self._call("DELETE", f"/v1/hosts/{name}", params={"purge": str(purge).lower()},
+                              timeout=httpx.Timeout(30.0, read=None))
+        return RemovedHostBody.model_validate(response.json())
+
+    def add_host(self, request: AddHostRequest) -> Iterator[HostEvent]:
+        """Register a box; yields its progress (connect, preflight, install steps) until done/error."""
+        return self._host_stream("/v1/hosts", request.model_dump(exclude_none=True))
+
+    def upgrade_host(self, name: str) -> Iterator[HostEvent]:
+        return self._host_stream(f"/v1/hosts/{name}/upgrade", None)
+
+    def _host_stream(self, path: str, body: dict[str, Any] | None) -> Iterator[HostEvent]:
+        try:
+            with self._http.stream("POST", path, json=body,
+                                   timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield HostEvent.model_validate_json(line)
+        except httpx.TransportError as error:
+            raise ControlError(f"the host stream from {self.url} broke: {error}") from error

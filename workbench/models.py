@@ -71,6 +71,9 @@ class ReplicaRequest(_Strict):
     cpu: float | None = None
     mem_bytes: int | None = None
     gpu_ids: list[str] = Field(default_factory=list)
+    #: Fractional sharing (`compute.gpu: 0.5`): the share of each GPU in gpu_ids this replica
+    #: uses; None means whole GPUs, never shared.
+    gpu_share: float | None = Field(None, gt=0, lt=1)
 
 
 class ReplicaState(StrEnum):
@@ -98,6 +101,8 @@ class ReplicaInfo(BaseModel):
     log_tail: list[str] = Field(default_factory=list)
     pid: int | None = None
     container_id: str | None = None
+    gpu_ids: list[str] = Field(default_factory=list)
+    gpu_share: float | None = None  # fractional sharing, see ReplicaRequest.gpu_share
 
 
 class DockerStatus(BaseModel):
@@ -136,6 +141,8 @@ class GpuInfo(BaseModel):
     mig_mode: bool | None = None
     processes: list[GpuProcess] = Field(default_factory=list)
     allocated_to: list[str] = Field(default_factory=list)  # replica ids the agent pinned here
+    #: How much of this GPU is allocated: 1.0 per whole-GPU replica, the share of each sharing one.
+    allocated_share: float = 0.0
     error: str | None = None  # e.g. "GPU is lost" — the other values are then N/A
 
 

@@ -38,6 +38,10 @@ from workbench.models import (
 )
 
 LABEL_CREATED = "workbench.created-at"
+#: The GPUs a replica was given, and (on a simulated-GPU host) the device request it would get.
+LABEL_GPUS = "workbench.gpus"
+LABEL_GPU_REQUEST = "workbench.gpu-device-request"
+GPU_IDS_ENV = "WORKBENCH_GPU_IDS"
 PORT_KEY = f"{CONTAINER_PORT}/tcp"
 _STATUS_TTL = 3.0
 
@@ -45,6 +49,28 @@ _STATUS_TTL = 3.0
 def container_name(api: str, replica_id: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", api).strip("-.") or "api"
     return f"wb-{safe}-{replica_id}"
+
+
+def gpu_options(
+    gpu_ids: list[str], simulated: bool
+) -> tuple[list[DeviceRequest], dict[str, str], dict[str, str]]:
+    """(device_requests, env, labels) that pin a container to `gpu_ids`.
+
+    A real host gets a DeviceRequest for exactly those devices (needs the NVIDIA Container
+    Toolkit); inside, CUDA numbers them from 0. A simulated host (GPU fixture) has no NVIDIA
+    runtime: no DeviceRequest, the same env and labels, and the request it would have got as a
+    label so tests can check it.
+    """
+    if not gpu_ids:
+        return [], {}, {}
+    request = DeviceRequest(device_ids=list(gpu_ids), capabilities=[["gpu"]])
+    env = {GPU_IDS_ENV: ",".join(gpu_ids)}
+    labels = {LABEL_GPUS: ",".join(gpu_ids)}
+    if simulated:
+        labels[LABEL_GPU_REQUEST] = json.dumps(dict(request), sort_keys=True)
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+        return [], env, labels
+    return [request], env, labels
 
 
 class _StreamFollower(LogFollower):
@@ -68,8 +94,9 @@ class DockerRuntime(Runtime):
 
     kind = "docker"
 
-    def __init__(self, agent_id: str) -> None:
+    def __init__(self, agent_id: str, simulated_gpus: bool = False) -> None:
         self.agent_id = agent_id
+        self.simulated_gpus = simulated_gpus
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._status: tuple[float, DockerStatus] | None = None
@@ -141,10 +168,11 @@ class DockerRuntime(Runtime):
             kwargs["nano_cpus"] = int(request.cpu * 1e9)
         if request.mem_bytes:
             kwargs["mem_limit"] = request.mem_bytes
-        if request.gpu_ids:
-            kwargs["device_requests"] = [
-                DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])
-            ]
+        device_requests, gpu_env, gpu_labels = gpu_options(request.gpu_ids, self.simulated_gpus)
+        env.update(gpu_env)
+        labels.update(gpu_labels)
+        if device_requests:
+            kwargs["device_requests"] = device_requests
         container = self.client.containers.run(
             request.artifact,
             command=[

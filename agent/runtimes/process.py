@@ -114,7 +114,12 @@ class ProcessRuntime(Runtime):
         cfg = request.runtime_config.model_copy(update={"project_dir": str(bundle / "project")})
         env[RUNTIME_CONFIG_ENV] = cfg.model_dump_json()
         if request.gpu_ids:
+            # NVML numbers GPUs by PCI bus id; make CUDA agree so index N is the same device
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
             env["CUDA_VISIBLE_DEVICES"] = ",".join(request.gpu_ids)
+            env["WORKBENCH_GPU_IDS"] = ",".join(request.gpu_ids)
+        else:
+            env.pop("WORKBENCH_GPU_IDS", None)
         return env
 
     def _spawn(self, handle: Handle) -> None:

@@ -11,6 +11,7 @@ from workbench import __version__
 from workbench.agent_client import AgentClient, AgentError
 from workbench.cli import apis, render
 from workbench.cli.connect import call, controller
+from workbench.cli.hosts import host_app
 from workbench.local_agent import LocalAgentError, ensure_agent, running_agent, stop_agent
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ image_app = typer.Typer(help="Base images and builds.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 app.add_typer(controller_app, name="controller")
 app.add_typer(image_app, name="image")
+app.add_typer(host_app, name="host")
 
 for command in (apis.deploy, apis.get, apis.predict, apis.logs, apis.scale, apis.delete):
     app.command()(command)
@@ -61,12 +63,10 @@ def serve(
 
 @app.command()
 def hosts(as_json: JsonOption = False) -> None:
-    """List the fleet's hosts with their state and capacity."""
-    found = call(controller(start=False).hosts)
-    if as_json:
-        render.print_json([h.model_dump(mode="json") for h in found])
-    else:
-        render.out.print(render.hosts_table(found))
+    """List the fleet's hosts (an alias of `workbench host list`)."""
+    from workbench.cli.hosts import list_hosts
+
+    list_hosts(as_json)
 
 
 @app.command()

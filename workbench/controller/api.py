@@ -23,18 +23,24 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workbench import __version__
+from workbench.agent_client import AgentClient
 from workbench.controller.deployments import DeployInputError, Deployments
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
+from workbench.controller.gpu_api import gpu_routes
+from workbench.controller.hosts import HostInputError, HostManager
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
 from workbench.controller.schemas import (
+    AddHostRequest,
     ApiDetail,
     ApiSummary,
     DeletedBody,
     DeployRequest,
     EventBody,
     HostBody,
+    HostEvent,
+    RemovedHostBody,
     ScaleRequest,
 )
 from workbench.controller.state import ApiRecord, Store
@@ -65,6 +71,7 @@ class ControlDeps:
     views: Views
     registry: CollectorRegistry
     token: str
+    hosts: HostManager | None = None
 
 
 def _validation_text(error: RequestValidationError | ValidationError) -> str:
@@ -242,11 +249,66 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     async def hosts() -> list[HostBody]:
         return [host_body(h) for h in fleet.hosts.values()]
 
+    def manager() -> HostManager:
+        if deps.hosts is None:
+            raise ApiError(400, "this controller does not manage remote hosts")
+        return deps.hosts
+
+    def host_of(name: str) -> Host:
+        host = fleet.hosts.get(name)
+        if host is None:
+            known = ", ".join(fleet.hosts) or "none"
+            raise ApiError(404, f"no host named {name!r} (hosts: {known})")
+        return host
+
+    def ndjson(events: AsyncIterator[HostEvent]) -> StreamingResponse:
+        async def lines() -> AsyncIterator[bytes]:
+            async for event in events:
+                yield (event.model_dump_json() + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @v1.post("/hosts", responses={400: {"description": "duplicate name or bad target"},
+                                  200: {"content": {"application/x-ndjson": {}}}})
+    async def add_host(body: AddHostRequest) -> StreamingResponse:
+        hosts = manager()
+        try:
+            hosts.validate(body)
+        except HostInputError as error:
+            raise ApiError(400, str(error)) from None
+        return ndjson(hosts.add(body))
+
+    @v1.get("/hosts/{name}", response_model=HostBody, responses={404: {"description": "unknown host"}})
+    async def get_host(name: str) -> HostBody:
+        return host_body(host_of(name))
+
+    @v1.delete("/hosts/{name}", response_model=RemovedHostBody, responses={400: {}, 404: {}})
+    async def remove_host(name: str, purge: bool = False) -> RemovedHostBody:
+        host = host_of(name)
+        if host.kind == "local":
+            raise ApiError(400, "the local host cannot be removed")
+        moved, deleted = await manager().remove(name, purge)
+        return RemovedHostBody(name=name, moved_replicas=moved, deleted_replicas=deleted, purged=purge)
+
+    @v1.post("/hosts/{name}/upgrade", responses={400: {}, 404: {},
+                                                200: {"content": {"application/x-ndjson": {}}}})
+    async def upgrade_host(name: str) -> StreamingResponse:
+        host = host_of(name)
+        if host.kind == "local":
+            raise ApiError(400, "the local agent is upgraded with the workstation's workbench")
+        return ndjson(manager().upgrade(name))
+
     @v1.get("/events", response_model=list[EventBody])
     async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[EventBody]:
         return [event_body(e) for e in store.events(api, limit)]
 
     app.include_router(v1)
+
+    def agent_of(name: str) -> AgentClient | None:
+        host = fleet.hosts.get(name)
+        return host.client if host is not None else None
+
+    app.include_router(gpu_routes(agent_of), dependencies=[Depends(auth)])
     return app
 
 

@@ -20,6 +20,7 @@ from workbench.controller.deployments import Deployments
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.home import ControllerHome
+from workbench.controller.hosts import HostManager
 from workbench.controller.metrics import ReplicaCollector
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
@@ -77,14 +78,16 @@ class Controller:
         self.scaling = AutoscalingLoop(self.store, self.router, self.events, self.reconciler.trigger)
         self.deployments = Deployments(self.store, self.fleet, self.events, self.reconciler, self.tracker,
                                        self.routes, self.base_url)
+        self.hosts = HostManager(self.store, self.fleet, self.events, self.reconciler)
         self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url)
         self.registry.register(ReplicaCollector(self.store, self.routes.ready_count))
         self.api = create_control_api(ControlDeps(
             store=self.store, fleet=self.fleet, events=self.events, reconciler=self.reconciler,
             deployments=self.deployments, tracker=self.tracker, routes=self.routes, views=self.views,
-            registry=self.registry, token=self.home.token()))
+            registry=self.registry, token=self.home.token(), hosts=self.hosts))
         agent = await asyncio.to_thread(ensure_agent, on_start=log.info)
         self.fleet.add(Host("local", agent.url, agent.token))
+        await self.hosts.restore()  # registered boxes reconnect before the first reconcile
         await self.fleet.wait_first_poll()
         self._persist_hosts()
         self.routes.sync()
@@ -114,7 +117,8 @@ class Controller:
                 self.events.record("host", f"host {host.name} is {host.state}"
                                    + (f": {host.message}" if host.message else ""),
                                    level=logging.WARNING if host.state == "unreachable" else logging.INFO)
-                self.store.put_host(HostRecord(name=host.name, address=host.url, state=host.state,
+                self.store.put_host(HostRecord(name=host.name, address=host.address or host.url,
+                                               state=host.state,
                                                last_seen=host.last_seen,
                                                info=host.info.model_dump(mode="json") if host.info else None,
                                                message=host.message))
@@ -144,6 +148,7 @@ class Controller:
                 await task
         await self.reconciler.close()
         await self.fleet.close()
+        await self.hosts.close()
         await self.router.close()
         self.events.record("controller", "stopped (replicas keep running)")
         self.store.close()

@@ -113,7 +113,7 @@ class Deployments:
         yield DeployEvent(kind="done", message=f"deployed {len(results)} API(s)", results=results)
 
     def _hosts(self) -> list[Host]:
-        hosts = [h for h in self.fleet.hosts.values() if h.reachable and h.info is not None]
+        hosts = [h for h in self.fleet.hosts.values() if h.schedulable and h.info is not None]
         if not hosts:
             states = ", ".join(f"{h.name}: {h.state} ({h.message or 'no answer yet'})"
                                for h in self.fleet.hosts.values()) or "no hosts"

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from workbench.agent_client import AgentClient, AgentError
 from workbench.models import HostInfo, ReplicaInfo, ReplicaState
@@ -21,6 +22,14 @@ log = logging.getLogger("workbench.controller.fleet")
 
 POLL_SECONDS = 1.0
 HOST_INFO_SECONDS = 10.0
+
+
+class Link(Protocol):
+    """What the fleet needs of a remote host's SSH link (workbench.remote.tunnel.RemoteHost)."""
+
+    @property
+    def state(self) -> str: ...
+    def endpoint_url(self, remote_url: str) -> str: ...
 
 
 @dataclass
@@ -37,6 +46,13 @@ class Host:
     message: str | None = None
     replicas: dict[str, ReplicaInfo] = field(default_factory=dict)
     info_at: float = 0.0
+    kind: str = "local"  # local | ssh | direct
+    address: str | None = None  # what the user typed (user@host:port); the agent URL when None
+    link: Link | None = field(default=None, repr=False)  # the SSH link of a remote host
+    cordoned: bool = False  # being removed: no new replicas
+    #: called (from the poll) when the agent stops answering while the SSH link is up
+    on_agent_down: Callable[[Host], Any] | None = field(default=None, repr=False)
+    _urls: dict[str, str] = field(default_factory=dict, repr=False)
     _noted: dict[str, float] = field(default_factory=dict)  # replica id -> monotonic time of a write
     _gone: dict[str, float] = field(default_factory=dict)
 
@@ -47,6 +63,22 @@ class Host:
     @property
     def reachable(self) -> bool:
         return self.state == "ready"
+
+    @property
+    def schedulable(self) -> bool:
+        return self.reachable and not self.cordoned
+
+    def endpoint(self, replica_url: str) -> str:
+        """The URL the router uses for a replica: through the host's tunnel for a remote host."""
+        if self.link is None:
+            return replica_url
+        mapped = self._urls.get(replica_url)
+        if mapped is None:
+            mapped = self._urls[replica_url] = self.link.endpoint_url(replica_url)
+        return mapped
+
+    def link_down(self) -> bool:
+        return self.link is not None and self.link.state != "connected"
 
     def close(self) -> None:
         self.client.close()
@@ -81,6 +113,25 @@ class Fleet:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(event.wait() for event in self._first_poll.values())), timeout)
+
+    def remove(self, name: str) -> Host | None:
+        """Stop polling a host and forget it (the caller closes its link)."""
+        self._stop_task(name)
+        self._first_poll.pop(name, None)
+        host = self.hosts.pop(name, None)
+        if host is not None:
+            host.close()
+        if self.on_change is not None:
+            self.on_change()
+        return host
+
+    def mark_unreachable(self, host: Host, message: str) -> None:
+        """The link dropped: take the host (and its replicas) out now, not at the next poll."""
+        if host.state != "unreachable":
+            host.unreachable_since = time.time()
+        host.state, host.message = "unreachable", message
+        if self.on_change is not None:
+            self.on_change()
 
     def _stop_task(self, name: str) -> None:
         task = self._tasks.pop(name, None)
@@ -142,6 +193,10 @@ class Fleet:
     async def _poll(self, host: Host) -> None:
         before = _fingerprint(host)
         started = time.monotonic()
+        if host.link_down():
+            if host.state != "unreachable":
+                self.mark_unreachable(host, f"SSH link to {host.address or host.name} is down")
+            return
         try:
             replicas = await asyncio.to_thread(host.poller.replicas)
             if host.info is None or time.monotonic() - host.info_at > HOST_INFO_SECONDS:
@@ -153,6 +208,8 @@ class Fleet:
                 host.unreachable_since = time.time()
             host.state = "unreachable"
             host.message = str(error)
+            if host.on_agent_down is not None and not host.link_down():
+                host.on_agent_down(host)
         else:
             if host.state != "ready":
                 log.info("host %s is ready (%d replicas)", host.name, len(replicas))

@@ -20,7 +20,7 @@ from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.rollout import ReplicaView, plan
 from workbench.controller.routes import RouteSync
-from workbench.controller.scheduler import Demand, HostView, place
+from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usage, note_placed, place
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.deploy import replica_request
@@ -39,8 +39,7 @@ GONE_STATES = (ReplicaState.STOPPING, ReplicaState.STOPPED)
 def demand_of(record: ApiRecord | None) -> Demand:
     if record is None or record.kind != "api":
         return Demand()
-    compute = record.api_spec().compute
-    return Demand(cpu=compute.cpu or 0.0, mem=compute.mem or 0)
+    return demand_for(record.api_spec().compute)
 
 
 class Reconciler:
@@ -177,17 +176,21 @@ class Reconciler:
             used[host.name] = Demand(u.cpu + d.cpu, u.mem + d.mem)
             if replica.api == record.name and replica.id not in self.retiring:
                 mine[host.name] += 1
+        gpus, whole = gpu_usage((h.name, r) for h, r in self.fleet.replicas() if r.state not in GONE_STATES)
         for _ in range(count):
-            hosts = [HostView(name=h.name, reachable=h.reachable, info=h.info,
-                              used=used.get(h.name, Demand()), api_replicas=mine[h.name])
+            hosts = [HostView(name=h.name, reachable=h.schedulable, info=h.info,
+                              used=used.get(h.name, Demand()), api_replicas=mine[h.name],
+                              gpu_alloc=gpus.get(h.name, {}), gpu_exclusive=frozenset(whole.get(h.name, ())))
                      for h in self.fleet.hosts.values()]
             placement = place(demand, runtime, hosts)
             if placement.host is None:
                 self._set_message(record, f"pending: no host has room for a replica: {placement.reason}")
                 return
             host = self.fleet.hosts[placement.host]
+            pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share
+                                                if placement.gpu_ids else None})
             try:
-                info = await asyncio.to_thread(host.client.create_replica, request)
+                info = await asyncio.to_thread(host.client.create_replica, pinned)
             except AgentError as error:
                 self._set_message(record, f"error: {host.name} refused a replica: {error}")
                 return
@@ -195,6 +198,7 @@ class Reconciler:
             u = used.get(host.name, Demand())
             used[host.name] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
             mine[host.name] += 1
+            note_placed(gpus, whole, host.name, placement.gpu_ids, demand)
             log.info("%s: created replica %s on %s", record.name, info.id, host.name)
         self._set_message(record, None)
 

@@ -57,8 +57,17 @@ class RouteSync:
     def endpoints(self, api: str) -> list[Endpoint]:
         leaving = self.retiring()
         ready = sorted(self.fleet.ready_endpoints(api), key=lambda pair: pair[1].created_at)
-        return [Endpoint(replica_id=r.id, url=r.url or "", host=host.name) for host, r in ready
-                if r.id not in leaving]
+        endpoints = []
+        for host, r in ready:
+            if r.id in leaving:
+                continue
+            try:
+                url = host.endpoint(r.url or "")
+            except Exception as error:  # a tunnel that cannot open: not routable now
+                log.warning("no tunnel to replica %s on %s: %s", r.id, host.name, error)
+                continue
+            endpoints.append(Endpoint(replica_id=r.id, url=url, host=host.name))
+        return endpoints
 
     def sync(self) -> None:
         records = {record.name: record for record in self.store.apis()}

@@ -154,6 +154,15 @@ class HostEvent(BaseModel):
     result: HostBody | None = None
 
 
+class RemovedHostBody(BaseModel):
+    """DELETE /v1/hosts/{name}: what happened to its replicas."""
+
+    name: str
+    moved_replicas: int = 0  # rescheduled on other hosts before it left
+    deleted_replicas: int = 0  # nowhere else to go: stopped
+    purged: bool = False
+
+
 class DeletedBody(BaseModel):
     name: str
     deleted_replicas: int

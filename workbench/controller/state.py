@@ -21,6 +21,16 @@ CREATE TABLE IF NOT EXISTS hosts (
     info TEXT,
     message TEXT
 );
+CREATE TABLE IF NOT EXISTS remote_hosts (
+    name TEXT PRIMARY KEY,
+    target TEXT NOT NULL,            -- [user@]host[:port] or an ~/.ssh/config alias
+    identity TEXT,                   -- private key path (-i); never the key itself
+    jump TEXT,
+    kind TEXT NOT NULL,              -- ssh | direct
+    agent_port INTEGER,
+    agent_version TEXT,              -- the agent's token is NOT stored: it is read over SSH at connect
+    added_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS apis (
     name TEXT PRIMARY KEY,
     kind TEXT NOT NULL,              -- api | traffic_splitter
@@ -98,6 +108,23 @@ class HostRecord:
 
 
 @dataclass(frozen=True)
+class RemoteRecord:
+    """A registered box: how to reach it (the agent token is re-read over SSH, never stored)."""
+
+    name: str
+    target: str
+    identity: str | None = None
+    jump: str | None = None
+    kind: str = "ssh"
+    agent_port: int | None = None
+    agent_version: str | None = None
+    added_at: float = field(default_factory=time.time)
+
+
+_REMOTE_COLUMNS = ("name", "target", "identity", "jump", "kind", "agent_port", "agent_version", "added_at")
+
+
+@dataclass(frozen=True)
 class EventRecord:
     id: int
     at: float
@@ -158,6 +185,25 @@ class Store:
         return [HostRecord(name=r["name"], address=r["address"], state=r["state"], last_seen=r["last_seen"],
                            info=json.loads(r["info"]) if r["info"] else None, message=r["message"])
                 for r in rows]
+
+    def delete_host(self, name: str) -> None:
+        self._run("DELETE FROM hosts WHERE name = ?", (name,))
+
+    # -- registered remote hosts ---------------------------------------------------------------
+    def put_remote(self, record: RemoteRecord) -> None:
+        marks = ", ".join("?" * len(_REMOTE_COLUMNS))
+        self._run(f"INSERT OR REPLACE INTO remote_hosts ({', '.join(_REMOTE_COLUMNS)}) VALUES ({marks})",
+                  tuple(getattr(record, column) for column in _REMOTE_COLUMNS))
+
+    def remote_hosts(self) -> list[RemoteRecord]:
+        return [RemoteRecord(**dict(r)) for r in self._all("SELECT * FROM remote_hosts ORDER BY name")]
+
+    def get_remote(self, name: str) -> RemoteRecord | None:
+        rows = self._all("SELECT * FROM remote_hosts WHERE name = ?", (name,))
+        return RemoteRecord(**dict(rows[0])) if rows else None
+
+    def delete_remote(self, name: str) -> None:
+        self._run("DELETE FROM remote_hosts WHERE name = ?", (name,))
 
     # -- apis --------------------------------------------------------------------------------
     def put_api(self, record: ApiRecord) -> None:

@@ -34,7 +34,9 @@ def event_body(event: EventRecord) -> EventBody:
 
 def host_body(host: Host) -> HostBody:
     state = host.state if host.state in ("ready", "unreachable") else "connecting"
-    return HostBody(name=host.name, address=host.url, state=state,
+    kind = host.kind if host.kind in ("local", "ssh", "direct") else "local"
+    return HostBody(name=host.name, address=host.address or host.url, state=state,
+                    kind=kind, agent_version=host.info.agent_version if host.info else None,
                     last_seen=host.last_seen, info=host.info, replicas=len(host.replicas),
                     message=host.message)
 

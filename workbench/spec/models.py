@@ -92,10 +92,62 @@ class PredictorSpec(_Strict):
         return value
 
 
+def parse_gpu_count(value: Any) -> Any:
+    """A whole number of GPUs (0-64), or a fraction below 1 for sharing one GPU (0.5)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number of GPUs such as 1, 2 or 0.5, not a boolean")
+    if isinstance(value, int | float):
+        if value < 0 or value > 64:
+            raise ValueError(f"{value} GPUs: use 0 to 64 (or a fraction below 1 to share a GPU)")
+        if value >= 1 and value != int(value):
+            raise ValueError(f"{value} GPUs: use a whole number, or a fraction below 1 to share one GPU")
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def parse_gpu_memory(value: Any) -> Any:
+    """Minimum free GPU memory: a plain number is GiB (16), a string a size (16Gi, 500Mi)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 16 (GiB) or 16Gi, not a boolean")
+    if isinstance(value, int | float):
+        return int(value * 2**30)
+    return parse_bytes(value)
+
+
+GpuCount = Annotated[int | float, BeforeValidator(parse_gpu_count)]
+GpuMemory = Annotated[int, BeforeValidator(parse_gpu_memory), Field(gt=0)]
+
+
 class ComputeSpec(_Strict):
     cpu: float | None = Field(None, gt=0, le=1024, description="CPU cores (e.g. 0.5, 2)")
     mem: ByteSize | None = Field(None, description="memory limit, e.g. 512Mi or 4Gi")
-    gpu: int = Field(0, ge=0, le=64)
+    gpu: GpuCount = Field(
+        0, description="GPUs per replica: a whole number, or a fraction below 1 (0.5) to share one GPU"
+    )
+    gpu_memory: GpuMemory | None = Field(
+        None, description="minimum free memory on each GPU: GiB (16) or a size (16Gi)"
+    )
+    gpu_type: str | None = Field(
+        None, min_length=1, max_length=100,
+        description="part of the GPU name, case-insensitive (e.g. A100, 4090)",
+    )
+
+    @model_validator(mode="after")
+    def _gpu_options_need_gpu(self) -> ComputeSpec:
+        for name in ("gpu_memory", "gpu_type"):
+            if getattr(self, name) is not None and not self.gpu:
+                raise ValueError(f"{name} needs a GPU: set compute.gpu (e.g. gpu: 1)")
+        return self
+
+    @property
+    def gpu_count(self) -> int:
+        """How many GPUs a replica is given (a fractional share still takes one)."""
+        return 0 if not self.gpu else max(1, int(self.gpu))
+
+    @property
+    def gpu_share(self) -> float | None:
+        """The share of its GPU a fractional replica uses; None for whole GPUs."""
+        return float(self.gpu) if 0 < self.gpu < 1 else None
 
 
 class AutoscalingSpec(_Strict):

@@ -1,0 +1,231 @@
+"""The NVML probe against recorded NVML answers (errors included), the fixture parser, the process
+map's cgroup parsing, allocation rules, and the Docker runtime's GPU options."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pynvml
+import pytest
+from workbench.agent.gpu.alloc import Allocation, conflict
+from workbench.agent.gpu.nvml import NvmlProbe, NvmlUnavailable
+from workbench.agent.gpu.probe import make_probe
+from workbench.agent.gpu.procmap import ProcMap, ReplicaRef, container_of
+from workbench.agent.gpu.sampler import GpuSampler
+from workbench.agent.runtimes.docker import gpu_options
+
+
+class RecordedNvml:
+    """pynvml's surface replaying recorded answers; an exception instance is raised."""
+
+    def __init__(self, answers: dict[str, Any], init_error: Exception | None = None) -> None:
+        self.answers = answers
+        self.init_error = init_error
+        for name in dir(pynvml):
+            if name.startswith(("NVMLError", "NVML_")):
+                setattr(self, name, getattr(pynvml, name))
+
+    def _answer(self, key: str) -> Any:
+        value = self.answers[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def nvmlInit(self) -> None:
+        if self.init_error:
+            raise self.init_error
+
+    def nvmlShutdown(self) -> None: ...
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return str(self._answer("driver"))
+
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        return str(self._answer("nvml"))
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return int(self._answer("cuda"))
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.answers["gpus"])
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def _gpu(self, h: int, key: str) -> Any:
+        value = self.answers["gpus"][h].get(
+            key, pynvml.NVMLError_NotSupported(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        )
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def nvmlDeviceGetUUID(self, h: int) -> Any:
+        return self._gpu(h, "uuid")
+
+    def nvmlDeviceGetName(self, h: int) -> Any:
+        return self._gpu(h, "name")
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        return self._gpu(h, "mem")
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        return self._gpu(h, "util")
+
+    def nvmlDeviceGetTemperature(self, h: int, _: int) -> Any:
+        return self._gpu(h, "temp")
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> Any:
+        return self._gpu(h, "power_mw")
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> Any:
+        return self._gpu(h, "limit_mw")
+
+    def nvmlDeviceGetFanSpeed(self, h: int) -> Any:
+        return self._gpu(h, "fan")
+
+    def nvmlDeviceGetClockInfo(self, h: int, kind: int) -> Any:
+        return self._gpu(h, f"clock{kind}")
+
+    def nvmlDeviceGetMigMode(self, h: int) -> Any:
+        return self._gpu(h, "mig")
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> Any:
+        return self._gpu(h, "procs")
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: int) -> Any:
+        return []
+
+
+LOST = pynvml.NVMLError_GpuIsLost(pynvml.NVML_ERROR_GPU_IS_LOST)
+A100 = {
+    "uuid": "GPU-1",
+    "name": b"NVIDIA A100",
+    "mem": SimpleNamespace(total=80, used=30, free=50),
+    "util": SimpleNamespace(gpu=55, memory=20),
+    "temp": 61,
+    "power_mw": 250_500,
+    "limit_mw": 400_000,
+    f"clock{pynvml.NVML_CLOCK_SM}": 1410,
+    f"clock{pynvml.NVML_CLOCK_MEM}": 1593,
+    "mig": (0, 0),
+    "procs": [SimpleNamespace(pid=42, usedGpuMemory=1024), SimpleNamespace(pid=43, usedGpuMemory=None)],
+}
+
+
+def test_recorded_answers_with_not_supported_and_lost() -> None:
+    nvml = RecordedNvml(
+        {
+            "driver": "550.54.15",
+            "nvml": "12.550.54.15",
+            "cuda": 12040,
+            "gpus": [A100, {"uuid": "GPU-2", "name": "x", "mem": LOST}],
+        }
+    )
+    probe = NvmlProbe(nvml)
+    assert (probe.driver_version, probe.nvml_version, probe.cuda_driver_version) == (
+        "550.54.15",
+        "12.550.54.15",
+        "12.4",
+    )
+    reading = probe.read()
+    a, b = reading.gpus
+    assert a.info.name == "NVIDIA A100" and a.info.memory_free_bytes == 50 and a.info.utilization_gpu == 55
+    assert a.info.power_draw_w == 250.5 and a.info.power_limit_w == 400 and a.info.clock_sm_mhz == 1410
+    assert a.info.fan_percent is None  # NotSupported -> N/A, the rest still read
+    assert a.info.mig_mode is False and a.info.error is None
+    assert [(p.pid, p.used_memory_bytes) for p in a.processes] == [(42, 1024), (43, None)]
+    assert b.info.error and "lost" in b.info.error and b.info.memory_total_bytes is None
+    assert b.info.name == "x"  # what was read before it fell off stays
+    assert reading.note == "GPU 1 not answering: values N/A"
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (pynvml.NVMLError_LibraryNotFound(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), "no NVIDIA driver"),
+        (pynvml.NVMLError_DriverNotLoaded(pynvml.NVML_ERROR_DRIVER_NOT_LOADED), "driver is not loaded"),
+    ],
+)
+def test_init_errors_become_notes(error: Exception, words: str) -> None:
+    with pytest.raises(NvmlUnavailable, match=words):
+        NvmlProbe(RecordedNvml({}, init_error=error))
+
+
+def test_make_probe_without_nvml_reports_none() -> None:
+    probe = make_probe({})
+    if probe.source == "nvml":
+        pytest.skip("NVML present")
+    assert probe.source == "none" and probe.note and probe.read().gpus == []
+
+
+def test_fixture_history_ring_and_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "g.json"
+    path.write_text(
+        json.dumps(
+            {
+                "gpus": [
+                    {"index": 0, "utilization_gpu": 5},
+                    {"index": 1, "lost": True},
+                    {"index": 2, "memory_total_bytes": "lots"},
+                ]
+            }
+        )
+    )
+    sampler = GpuSampler(make_probe({"WORKBENCH_FAKE_GPUS": str(path)}), interval=1, history_seconds=3)
+    for _ in range(5):
+        sampler.sample_once()
+    history = sampler.history()
+    assert len(history[0]) == 3 and history[0][-1].utilization_gpu == 5
+    latest = sampler.latest()
+    assert latest is not None and latest.gpus[1].info.error and latest.gpus[2].info.error
+    path.write_text("{not json")
+    os.utime(path, ns=(1, 1))
+    reading = sampler.sample_once()
+    assert len(reading.gpus) == 3 and "fixture unreadable" in (reading.note or "")  # last good data kept
+
+
+def test_cgroup_container_ids_and_pid_groups(tmp_path: Path) -> None:
+    cid = "a" * 64
+    for pid, text in {
+        10: f"0::/system.slice/docker-{cid}.scope\n",
+        11: f"12:memory:/docker/{cid}\n",
+        12: "0::/user.slice/user-1000.slice\n",
+        13: f"0::/kubepods/x/cri-containerd-{'b' * 64}.scope",
+    }.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cgroup").write_text(text)
+    assert container_of(10, tmp_path) == cid and container_of(11, tmp_path) == cid
+    assert container_of(12, tmp_path) is None and container_of(99, tmp_path) is None
+    pm = ProcMap(
+        [ReplicaRef("r1", "api", container_id=cid), ReplicaRef("r2", "api", pid=os.getpid())], tmp_path
+    )
+    assert pm.owner(10).replica_id == "r1"
+    assert pm.owner(13).replica_id is None and pm.owner(13).container_id == "b" * 64
+    assert ProcMap([ReplicaRef("r2", "api", pid=os.getpid())]).owner(os.getpid()).replica_id == "r2"
+
+
+def test_allocation_rules() -> None:
+    whole = Allocation("a", ("0",), None)
+    assert conflict(Allocation("b", ("0",), None), [whole])
+    assert conflict(Allocation("b", ("0",), 0.5), [whole])
+    assert conflict(Allocation("b", ("1",), None), [whole]) is None
+    half = Allocation("a", ("0",), 0.5)
+    assert conflict(Allocation("b", ("0",), 0.5), [half]) is None
+    assert "already shared" in (conflict(Allocation("c", ("0",), 0.6), [half]) or "")
+    assert "twice" in (conflict(Allocation("b", ("1", "1"), None), []) or "")
+
+
+def test_docker_gpu_options_real_and_simulated() -> None:
+    requests, env, labels = gpu_options(["1", "3"], simulated=False)
+    assert [dict(r) for r in requests] == [
+        {"Driver": "", "Count": 0, "DeviceIDs": ["1", "3"], "Capabilities": [["gpu"]], "Options": {}}
+    ]
+    assert env == {"WORKBENCH_GPU_IDS": "1,3"} and labels == {"workbench.gpus": "1,3"}
+    requests, env, labels = gpu_options(["1", "3"], simulated=True)
+    assert requests == [] and env["NVIDIA_VISIBLE_DEVICES"] == "1,3"
+    assert json.loads(labels["workbench.gpu-device-request"])["DeviceIDs"] == ["1", "3"]
+    assert gpu_options([], simulated=False) == ([], {}, {})

@@ -1,0 +1,49 @@
+"""GET /v1/hosts/{name}/gpus on the control API, against a real agent on the GPU fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.agent.helpers import Agent
+from workbench.agent_client import AgentClient
+from workbench.controller.gpu_api import gpu_routes
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    path = tmp_path_factory.mktemp("gpus") / "gpus.json"
+    path.write_text(json.dumps({"driver_version": "550", "gpus": [{"index": 0, "name": "Tesla T4"}]}))
+    a = Agent(tmp_path_factory.mktemp("agent") / "home", env={**os.environ, "WORKBENCH_FAKE_GPUS": str(path)})
+    try:
+        yield a.start()
+    finally:
+        a.cleanup()
+
+
+def test_host_gpus(agent: Agent, tmp_path: Path) -> None:
+    good = AgentClient(agent.url, agent.config["token"])
+    bad = AgentClient(agent.url, "wrong")
+    gone = AgentClient("http://127.0.0.1:9", "t", timeout=2)
+    clients = {"box1": good, "badtoken": bad, "gone": gone}
+    app = FastAPI()
+    app.include_router(gpu_routes(clients.get))
+    try:
+        with TestClient(app) as http:
+            report = http.get("/v1/hosts/box1/gpus").json()
+            assert report["source"] == "fixture" and report["gpus"][0]["name"] == "Tesla T4"
+            assert report["driver_version"] == "550" and "0" in report["history"]
+            assert http.get("/v1/hosts/box1/gpus", params={"history": "false"}).json()["history"] == {}
+            assert http.get("/v1/hosts/nope/gpus").status_code == 404
+            assert http.get("/v1/hosts/badtoken/gpus").status_code == 401
+            r = http.get("/v1/hosts/gone/gpus")
+            assert r.status_code == 502 and "gone: cannot read GPUs" in r.json()["detail"]
+    finally:
+        for c in clients.values():
+            c.close()

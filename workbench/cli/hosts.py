@@ -1,0 +1,167 @@
+"""`workbench host …`: add a box over SSH, list, show, remove and upgrade hosts."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Annotated
+
+import typer
+
+from workbench.cli import render
+from workbench.cli.connect import call, controller
+from workbench.control_client import ControlClient, ControlError
+from workbench.controller.schemas import AddHostRequest, HostBody, HostEvent
+
+host_app = typer.Typer(help="The machines replicas run on: this one and boxes over SSH.",
+                       no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _preflight_table(event: HostEvent) -> None:
+    from workbench.remote.preflight import Check
+    from workbench.remote.preflight import render as render_checks
+
+    checks = [Check(str(c.get("name", "")), c.get("status", "warn"), str(c.get("detail", "")),
+                    str(c.get("fix", ""))) for c in event.checks]
+    render.err.print(render_checks(checks))
+
+
+def _follow(events: Iterable[HostEvent], shown: list[HostEvent]) -> HostEvent | None:
+    """Show a host stream's events (steps on stderr); return its last (done/error) event."""
+    last: HostEvent | None = None
+    with render.err.status("working…") as status:
+        for event in events:
+            shown.append(event)
+            last = event
+            if event.kind == "step":
+                text = f"{event.step}: {event.message}" if event.message else str(event.step)
+                status.update(text[:110])
+                render.say(text)
+            elif event.kind == "preflight":
+                status.stop()
+                _preflight_table(event)
+                status.start()
+            elif event.kind == "log":
+                render.say(event.message)
+    return last
+
+
+def _run_stream(stream: Iterable[HostEvent]) -> tuple[HostEvent | None, list[HostEvent]]:
+    shown: list[HostEvent] = []
+    try:
+        return _follow(stream, shown), shown
+    except ControlError as error:
+        render.fail(str(error))
+        raise typer.Exit(1) from None
+
+
+def _show(host: HostBody | None, as_json: bool) -> None:
+    if host is None:
+        return
+    if as_json:
+        render.print_json(host.model_dump(mode="json"))
+    else:
+        render.out.print(render.hosts_table([host]))
+
+
+@host_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="a short name for the box (lowercase, digits, -)")],
+    target: Annotated[str, typer.Argument(help="[user@]host[:port], or a Host alias from ~/.ssh/config")],
+    identity: Annotated[str | None, typer.Option("-i", "--identity", help="private key file")] = None,
+    jump: Annotated[str | None, typer.Option("--jump", help="jump host ([user@]host[:port])")] = None,
+    trust: Annotated[str | None, typer.Option("--trust", help="SHA256:… fingerprint you checked")] = None,
+    online: Annotated[bool, typer.Option("--online", help="let the box install from its own index")] = False,
+    direct: Annotated[bool, typer.Option("--direct", help="reach the agent over TCP (LAN/VPN)")] = False,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="agent port")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Connect (host key verified), preflight, install the agent, and add the box to the fleet."""
+    client = controller()
+    while True:
+        try:
+            request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
+                                     online=online, direct=direct, port=port)
+        except ValueError as error:
+            render.fail(f"bad arguments: {error}")
+            raise typer.Exit(2) from None
+        last, shown = _run_stream(client.add_host(request))
+        asked = next((e for e in shown if e.kind == "trust_required"), None)
+        if asked is not None and trust is None:
+            render.err.print(f"The authenticity of host {target} can't be established.\n"
+                             f"{asked.key_type} key fingerprint is {asked.fingerprint}.", highlight=False)
+            if _interactive() and typer.confirm("Trust this host key?", default=False, err=True):
+                trust = asked.fingerprint
+                continue
+            render.fail(f"host key not trusted; after checking it, re-run with --trust {asked.fingerprint}")
+            raise typer.Exit(1)
+        break
+    if last is None or last.kind != "done":
+        render.fail(last.message if last else "the controller ended the stream without an answer")
+        raise typer.Exit(1)
+    if not as_json:
+        render.err.print(f"[green]✓[/green] {last.message}")
+    _show(last.result, as_json)
+
+
+@host_app.command("list")
+def list_hosts(as_json: JsonOption = False) -> None:
+    """List the fleet's hosts with their state and capacity."""
+    found = call(controller(start=False).hosts)
+    if as_json:
+        render.print_json([h.model_dump(mode="json") for h in found])
+    else:
+        render.out.print(render.hosts_table(found))
+
+
+@host_app.command("show")
+def show(name: str, as_json: JsonOption = False) -> None:
+    """One host: state, last seen, agent version, capacity."""
+    host = call(controller(start=False).host, name)
+    if as_json:
+        render.print_json(host.model_dump(mode="json"))
+        return
+    render.out.print(render.hosts_table([host]))
+    render.out.print(f"kind: {host.kind}   agent: {host.agent_version or 'N/A'}"
+                     + (f"\nmessage: {host.message}" if host.message else ""))
+
+
+@host_app.command("remove")
+def remove(
+    name: str,
+    purge: Annotated[bool, typer.Option("--purge", help="also delete ~/.workbench on the box")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the host's replicas elsewhere, stop its agent and remove it from the fleet."""
+    client: ControlClient = controller(start=False)
+    if not yes:
+        if not _interactive():
+            render.fail(f"removing {name} needs confirmation: pass --yes")
+            raise typer.Exit(1)
+        if not typer.confirm(f"Remove host {name}{' and purge its files' if purge else ''}?", err=True):
+            raise typer.Exit(1)
+    with render.err.status(f"draining {name}…"):
+        body = call(client.remove_host, name, purge=purge)
+    if as_json:
+        render.print_json(body.model_dump(mode="json"))
+    else:
+        render.out.print(f"removed {name}: {body.moved_replicas} replica(s) moved, "
+                         f"{body.deleted_replicas} stopped" + (", files purged" if body.purged else ""))
+
+
+@host_app.command("upgrade")
+def upgrade(name: str, as_json: JsonOption = False) -> None:
+    """Replace the box's agent with the workstation's version."""
+    last, _ = _run_stream(controller(start=False).upgrade_host(name))
+    if last is None or last.kind != "done":
+        render.fail(last.message if last else "the controller ended the stream without an answer")
+        raise typer.Exit(1)
+    if not as_json:
+        render.err.print(f"[green]✓[/green] {last.message}")
+    _show(last.result, as_json)
