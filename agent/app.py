@@ -19,6 +19,7 @@ from workbench.agent.gpu import metrics as gpu_metrics
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
 from workbench.agent.hostinfo import host_info
+from workbench.agent.proxy import forward as proxy_forward
 from workbench.agent.runtimes.base import LogFollower, check_artifact_name
 from workbench.agent.runtimes.docker import DockerRuntime
 from workbench.agent.supervisor import Supervisor
@@ -165,6 +166,16 @@ def create_app(
             return Response("".join(line + "\n" for line in lines), media_type="text/plain")
         follower = await asyncio.to_thread(r.runtime.follow_logs, r.handle, tail)
         return StreamingResponse(_follow(follower), media_type="text/plain")
+
+    @v1.api_route("/replicas/{replica_id}/proxy/{path:path}",
+                  methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                  include_in_schema=False)
+    async def proxy(request: Request, replica_id: str, path: str) -> Response:
+        """Direct mode: the replica's loopback URL, reached through the (token-checked) agent."""
+        r = supervisor.get(replica_id)
+        if not r.handle.url:
+            raise Unavailable(f"replica {replica_id} has no address yet ({r.state.value})")
+        return await proxy_forward(request, replica_id, r.handle.url, path)
 
     @v1.get("/artifacts")
     async def artifact(runtime: str, name: str) -> JSONResponse:

@@ -1,10 +1,14 @@
-"""`serve`: bind 127.0.0.1, write the pid file, run the app under uvicorn."""
+"""`serve`: bind 127.0.0.1 (or, with --direct, another address, TLS when a cert is given), write the
+pid file, run the app under uvicorn. Replicas always listen on the box's loopback; in direct mode the
+workstation reaches them through the agent's token-checked proxy route."""
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import sys
+from pathlib import Path
 
 import uvicorn
 from workbench.agent.app import create_app
@@ -53,13 +57,37 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(home: AgentHome, port: int | None, host: str = LOOPBACK, direct: bool = False) -> None:
+def check_tls(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    """Both files or neither; each readable and a matching pair (checked now, not at first connect)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise StartupError("TLS needs both --tls-cert and --tls-key")
+    for label, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(path).is_file():
+            raise StartupError(f"{label} {path}: no such file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise StartupError(f"cannot load the TLS certificate {cert} with key {key}: {e}") from e
+    return cert, key
+
+
+def serve(
+    home: AgentHome,
+    port: int | None,
+    host: str = LOOPBACK,
+    direct: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
     """Run the agent until SIGTERM/SIGINT; replicas keep running after it exits."""
     if host != LOOPBACK and not direct:
         raise StartupError(
             f"refusing to listen on {host}: the agent binds {LOOPBACK} only "
             "(pass --direct to expose it, token required)"
         )
+    tls = check_tls(tls_cert, tls_key)
     config = home.load_or_create_config(port)
     other = home.running_pid()
     if other is not None:
@@ -92,9 +120,17 @@ def serve(home: AgentHome, port: int | None, host: str = LOOPBACK, direct: bool 
             access_log=False,
             timeout_graceful_shutdown=3,
             lifespan="on",
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
     )
-    print(f"workbench agent listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    scheme = "https" if tls else "http"
+    if direct and not tls:
+        print(f"workbench agent: WARNING: direct mode without TLS: the bearer token and all traffic cross "
+              f"the network in clear text on {host}:{port}; use --tls-cert/--tls-key unless the link "
+              "itself is encrypted (VPN)", file=sys.stderr, flush=True)
+        log.warning("direct mode without TLS on %s:%d", host, port)
+    print(f"workbench agent listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     try:
         server.run(sockets=[sock])
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,19 @@ class AgentClient:
     """Talks to an agent at `base_url` with its bearer token. Never logs the token."""
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None,
+                 verify: bool | str | Path | ssl.SSLContext = True):
+        """`verify`: for an https agent (direct mode), a CA file (PEM) or an SSLContext that
+        verifies its certificate; True: the system's CAs."""
         self.base_url = base_url.rstrip("/")
+        if isinstance(verify, str | Path):
+            verify = ssl.create_default_context(cafile=str(verify))
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
+            verify=verify,
         )
 
     def close(self) -> None:

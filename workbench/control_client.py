@@ -21,6 +21,7 @@ from workbench.controller.schemas import (
     RemovedHostBody,
     ScaleRequest,
 )
+from workbench.models import GpuReport
 
 
 class ControlError(Exception):
@@ -131,6 +132,11 @@ class ControlClient:
     # -- hosts -------------------------------------------------------------------------------
     def host(self, name: str) -> HostBody:
         return HostBody.model_validate(self._call("GET", f"/v1/hosts/{name}").json())
+
+    def gpus(self, name: str, history: bool = False) -> GpuReport:
+        """The host's live GPU report (GET /v1/hosts/{name}/gpus), with ~10 min of history if asked."""
+        response = self._call("GET", f"/v1/hosts/{name}/gpus", params={"history": str(history).lower()})
+        return GpuReport.model_validate(response.json())
 
     def remove_host(self, name: str, *, purge: bool = False) -> RemovedHostBody:
         response = self._call("DELETE", f"/v1/hosts/{name}", params={"purge": str(purge).lower()},

@@ -9,7 +9,20 @@ GPU while the agent runs. Format (every GPU field optional; a missing one reads 
                "utilization_gpu": 10, "temperature_c": 40, "power_draw_w": 60, "power_limit_w": 400,
                "lost": false,
                "processes": [{"pid": 1234, "used_memory_bytes": 1048576}]}],
-     "processes": [{"gpu": 0, "pid": 1234, "used_memory_bytes": 1048576}]}
+     "processes": [{"gpu": 0, "pid": 1234, "used_memory_bytes": 1048576}],
+     "motion": true}
+
+The file gives each GPU's *resting* values. With "motion" (the default; `"motion": false` keeps
+the file's values exactly, for tests that compare them) the values move over time, as a
+deterministic function of the clock and of how much of the GPU is allocated to replicas:
+utilization rises with the allocated share and wobbles with a 20 s period, memory used grows by
+SIM_REPLICA_MEMORY_BYTES per allocated replica (times its share), temperature and power follow
+utilization. Only values the file gives move; a missing one stays N/A.
+
+Processes follow the replicas started on the host: once the agent attaches its replicas and GPU
+allocations (`follow()`, done by GpuService), every replica pinned to a simulated GPU shows up as
+a process on it with the replica's own PID, so telemetry maps it back to the replica without
+anyone writing PIDs into the file.
 
 Every report from this probe is labelled simulated (source "fixture" and the host note).
 """
@@ -17,17 +30,26 @@ Every report from this probe is labelled simulated (source "fixture" and the hos
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from workbench.agent.gpu.alloc import Allocation
 from workbench.agent.gpu.probe import GpuProbe, GpuProcessReading, GpuReading, Reading, Source
+from workbench.agent.gpu.procmap import ReplicaRef
 
 from workbench.models import GpuInfo
 
 _INFO_FIELDS = set(GpuInfo.model_fields) - {"processes", "allocated_to", "allocated_share", "error"}
+
+#: GPU memory a simulated replica process holds (times its share for fractional replicas).
+SIM_REPLICA_MEMORY_BYTES = 2 * 1024**3
+#: Period (seconds) of the simulated wobble on every moving value.
+SIM_PERIOD_S = 20.0
 
 
 class FixtureProbe(GpuProbe):
@@ -40,7 +62,29 @@ class FixtureProbe(GpuProbe):
         self._problem: str | None = None
         self.base_note = f"SIMULATED GPUs from {self.path} (WORKBENCH_FAKE_GPUS; test and demo only)"
         self.note = self.base_note
+        self._replicas: Callable[[], Iterable[ReplicaRef]] | None = None
+        self._allocations: Callable[[], Iterable[Allocation]] | None = None
         self._load()
+
+    def follow(
+        self,
+        replicas: Callable[[], Iterable[ReplicaRef]],
+        allocations: Callable[[], Iterable[Allocation]],
+    ) -> None:
+        """Let simulated processes and load follow the agent's replicas and GPU allocations."""
+        self._replicas, self._allocations = replicas, allocations
+
+    def _snapshot(self) -> tuple[list[ReplicaRef], list[Allocation]]:
+        """The agent's replicas and allocations; read from the sampler thread, so retry a
+        snapshot torn by a concurrent change, and give up (nothing allocated) rather than raise."""
+        if self._replicas is None or self._allocations is None:
+            return [], []
+        for _ in range(3):
+            try:
+                return list(self._replicas()), list(self._allocations())
+            except RuntimeError:  # dict changed size during iteration
+                continue
+        return [], []
 
     def _load(self) -> None:
         """Re-read the file when its mtime or size changed."""
@@ -79,6 +123,8 @@ class FixtureProbe(GpuProbe):
             proc = _process(p) if isinstance(p, dict) else None
             if gpu is not None and proc is not None and not gpu.info.error:
                 gpu.processes.append(proc)
+        now = time.time()  # after the file's own processes, which win for a PID they name
+        self._follow_replicas(gpus, now, motion=self._data.get("motion", True) is not False)
         notes = [self.base_note]
         if self._problem:
             notes.append(self._problem)
@@ -86,7 +132,53 @@ class FixtureProbe(GpuProbe):
         if lost:
             notes.append(f"GPU {', '.join(lost)} not answering: values N/A")
         self.note = "; ".join(notes)
-        return Reading(at=time.time(), gpus=gpus, note=self.note)
+        return Reading(at=now, gpus=gpus, note=self.note)
+
+    def _follow_replicas(self, gpus: list[GpuReading], now: float, motion: bool) -> None:
+        """Add a process per replica pinned to each GPU and, with motion, move the values."""
+        refs, allocations = self._snapshot()
+        pid_of = {r.replica_id: r.pid for r in refs}
+        for g in gpus:
+            if g.info.error:
+                continue
+            keys = {str(g.info.index)} | ({g.info.uuid} if g.info.uuid else set())
+            mine = [a for a in allocations if keys & set(a.gpu_ids)]
+            share = sum(a.amount for a in mine)
+            known = {p.pid for p in g.processes}
+            for a in mine:
+                pid = pid_of.get(a.replica_id)
+                if pid and pid not in known:
+                    known.add(pid)
+                    g.processes.append(GpuProcessReading(pid, int(SIM_REPLICA_MEMORY_BYTES * a.amount)))
+            if motion:
+                _move(g.info, now, share)
+
+
+def _move(info: GpuInfo, now: float, share: float) -> None:
+    """Deterministic simulated load: a function of the time and of the allocated share."""
+    load = min(1.0, share)
+    wave = math.sin(2 * math.pi * now / SIM_PERIOD_S + info.index)
+    rest_util = info.utilization_gpu
+    if rest_util is not None:
+        busy = rest_util + load * (85.0 - rest_util) + (6.0 if load else 2.0) * wave
+        info.utilization_gpu = round(min(100.0, max(0.0, busy)), 1)
+    if info.utilization_memory is not None:
+        mem_util = info.utilization_memory + load * 40 + 2 * wave
+        info.utilization_memory = round(min(100.0, max(0.0, mem_util)), 1)
+    util = info.utilization_gpu if info.utilization_gpu is not None else load * 85.0
+    rise = util - (rest_util or 0.0)
+    if info.memory_used_bytes is not None:
+        used = info.memory_used_bytes + int(SIM_REPLICA_MEMORY_BYTES * share)
+        if info.memory_total_bytes is not None:
+            used = min(used, info.memory_total_bytes)
+            info.memory_free_bytes = info.memory_total_bytes - used
+        info.memory_used_bytes = used
+    if info.temperature_c is not None:
+        info.temperature_c = round(info.temperature_c + 0.35 * rise + wave, 1)
+    if info.power_draw_w is not None:
+        top = info.power_limit_w if info.power_limit_w is not None else info.power_draw_w * 4
+        draw = info.power_draw_w + (top - info.power_draw_w) * 0.8 * rise / 100
+        info.power_draw_w = round(min(top, max(0.0, draw)), 1)
 
 
 def _str(value: Any) -> str | None:

@@ -22,6 +22,9 @@ class GpuService:
         self.sampler = sampler
         self.replicas = replicas
         self.allocations = allocations
+        follow = getattr(sampler.probe, "follow", None)
+        if callable(follow):  # the fixture: simulated processes and load follow our replicas
+            follow(replicas, allocations)
 
     @property
     def simulated(self) -> bool:

@@ -64,6 +64,7 @@ def fixture_data(**extra: Any) -> dict[str, Any]:
         "nvml_version": "12.550.54.15",
         "cuda_driver_version": "12.4",
         "gpus": [gpu(i) for i in range(4)],
+        "motion": False,  # these tests compare the file's values exactly
         **extra,
     }
 
@@ -200,7 +201,18 @@ def test_pinning_mapping_conflicts_and_sharing(
     assert resp.status_code == 400 and "no GPU 7" in resp.json()["error"]
     assert len(gclient.get("/v1/replicas").json()) == 1
 
-    # the replica's pid on GPU 1 (and a stranger's) in the fixture -> mapped / unmapped
+    # the fixture follows the replicas: the pinned replica shows up on GPUs 1 and 2 by itself
+    def followed() -> list[dict[str, Any]] | None:
+        gpus = gclient.get("/v1/gpus", params={"history": "false"}).json()["gpus"]
+        on = [gpus[i]["processes"] for i in (1, 2)]
+        return on if all(len(p) == 1 for p in on) else None
+
+    on_gpus: Any = wait_for(followed, 5, "the replica's simulated GPU processes")
+    for procs_on in on_gpus:
+        assert procs_on[0]["pid"] == info["pid"] and procs_on[0]["replica_id"] == r1["id"]
+    assert gclient.get("/v1/gpus", params={"history": "false"}).json()["gpus"][0]["processes"] == []
+
+    # the replica's pid on GPU 1 (and a stranger's) written in the fixture -> mapped / unmapped
     write(
         gpu_file,
         fixture_data(

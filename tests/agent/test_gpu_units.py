@@ -171,7 +171,8 @@ def test_fixture_history_ring_and_bad_file(tmp_path: Path) -> None:
                     {"index": 0, "utilization_gpu": 5},
                     {"index": 1, "lost": True},
                     {"index": 2, "memory_total_bytes": "lots"},
-                ]
+                ],
+                "motion": False,
             }
         )
     )
@@ -229,3 +230,61 @@ def test_docker_gpu_options_real_and_simulated() -> None:
     assert requests == [] and env["NVIDIA_VISIBLE_DEVICES"] == "1,3"
     assert json.loads(labels["workbench.gpu-device-request"])["DeviceIDs"] == ["1", "3"]
     assert gpu_options([], simulated=False) == ([], {}, {})
+
+
+def _moving_fixture(tmp_path: Path, **extra: Any) -> Path:
+    path = tmp_path / "moving.json"
+    gpu = {"memory_total_bytes": 16 * 1024**3, "memory_used_bytes": 0, "memory_free_bytes": 16 * 1024**3,
+           "utilization_gpu": 0, "temperature_c": 35, "power_draw_w": 40, "power_limit_w": 300}
+    path.write_text(json.dumps({"gpus": [dict(gpu, index=0), dict(gpu, index=1), {"index": 2}], **extra}))
+    return path
+
+
+def test_fixture_values_move_with_time_and_allocations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.agent.gpu import fixture
+
+    probe = make_probe({"WORKBENCH_FAKE_GPUS": str(_moving_fixture(tmp_path))})
+    assert isinstance(probe, fixture.FixtureProbe) and "SIMULATED" in (probe.note or "")
+    allocations = [Allocation("r1", ("1",), None)]
+    probe.follow(lambda: [ReplicaRef("r1", "api", pid=4242)], lambda: allocations)
+    clock = iter([1000.0, 1005.0, 1005.0])
+    monkeypatch.setattr(fixture.time, "time", lambda: next(clock))
+    first, later, again = probe.read(), probe.read(), probe.read()
+    assert "SIMULATED" in (first.note or "")
+    idle0, busy0 = first.gpus[0].info, first.gpus[1].info
+    assert idle0.utilization_gpu != later.gpus[0].info.utilization_gpu  # moves over time
+    assert later.gpus[1].info == again.gpus[1].info  # deterministic for one instant
+    assert (busy0.utilization_gpu or 0) > 60 > (idle0.utilization_gpu or 0)  # load follows allocation
+    assert (busy0.temperature_c or 0) > (idle0.temperature_c or 0)
+    assert (busy0.power_draw_w or 0) > (idle0.power_draw_w or 0)
+    assert busy0.memory_used_bytes == fixture.SIM_REPLICA_MEMORY_BYTES
+    assert busy0.memory_free_bytes == 14 * 1024**3
+    assert first.gpus[2].info.utilization_gpu is None  # missing in the file: stays N/A
+    # the replica shows up as a process on its GPU, with its own PID, and nowhere else
+    assert [(p.pid, p.used_memory_bytes) for p in first.gpus[1].processes] == [
+        (4242, fixture.SIM_REPLICA_MEMORY_BYTES)]
+    assert first.gpus[0].processes == [] and first.gpus[2].processes == []
+
+
+def test_fixture_processes_follow_replicas_and_shares(tmp_path: Path) -> None:
+    from workbench.agent.gpu import fixture
+
+    probe = make_probe({"WORKBENCH_FAKE_GPUS": str(_moving_fixture(tmp_path, motion=False))})
+    assert isinstance(probe, fixture.FixtureProbe)
+    refs = [ReplicaRef("a", "x", pid=11), ReplicaRef("b", "x", pid=12), ReplicaRef("c", "x", pid=None)]
+    allocs = [Allocation("a", ("0",), 0.5), Allocation("b", ("0",), 0.5), Allocation("c", ("1",), None)]
+    probe.follow(lambda: refs, lambda: allocs)
+    reading = probe.read()
+    g0, g1 = reading.gpus[0], reading.gpus[1]
+    half = fixture.SIM_REPLICA_MEMORY_BYTES // 2
+    assert [(p.pid, p.used_memory_bytes) for p in g0.processes] == [(11, half), (12, half)]
+    assert g1.processes == []  # replica c has no PID yet (starting)
+    assert g0.info.utilization_gpu == 0 and g0.info.memory_used_bytes == 0  # motion off: file values
+    # a torn snapshot (dict changed during iteration) never makes the probe raise
+    def torn() -> list[Allocation]:
+        raise RuntimeError("dictionary changed size during iteration")
+
+    probe.follow(lambda: refs, torn)
+    assert probe.read().gpus[0].processes == []

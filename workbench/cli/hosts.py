@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from workbench.cli import render
 from workbench.cli.connect import call, controller
 from workbench.control_client import ControlClient, ControlError
 from workbench.controller.schemas import AddHostRequest, HostBody, HostEvent
+from workbench.models import GpuReport
 
 host_app = typer.Typer(help="The machines replicas run on: this one and boxes over SSH.",
                        no_args_is_help=True)
@@ -72,21 +74,46 @@ def _show(host: HostBody | None, as_json: bool) -> None:
 @host_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="a short name for the box (lowercase, digits, -)")],
-    target: Annotated[str, typer.Argument(help="[user@]host[:port], or a Host alias from ~/.ssh/config")],
+    target: Annotated[str, typer.Argument(help="[user@]host[:port], or a Host alias from ~/.ssh/config; "
+                                          "with --direct: HOST:PORT or http(s)://HOST:PORT")],
     identity: Annotated[str | None, typer.Option("-i", "--identity", help="private key file")] = None,
     jump: Annotated[str | None, typer.Option("--jump", help="jump host ([user@]host[:port])")] = None,
     trust: Annotated[str | None, typer.Option("--trust", help="SHA256:… fingerprint you checked")] = None,
     online: Annotated[bool, typer.Option("--online", help="let the box install from its own index")] = False,
     direct: Annotated[bool, typer.Option("--direct", help="reach the agent over TCP (LAN/VPN)")] = False,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="agent port")] = None,
+    token_file: Annotated[str | None, typer.Option(
+        "--token-file", help="--direct: file holding the agent's token (never pass it on the command line)",
+    )] = None,
+    ca_cert: Annotated[str | None, typer.Option(
+        "--ca-cert", help="--direct: PEM certificate (or its CA) the agent serves over TLS",
+    )] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Connect (host key verified), preflight, install the agent, and add the box to the fleet."""
+    """Connect (host key verified), preflight, install the agent, and add the box to the fleet.
+
+    With --direct (LAN/VPN): reach an agent the box already runs (`python -m workbench.agent serve
+    --direct --bind ADDR`) over TCP with its token, TLS when --ca-cert is given; nothing over SSH."""
+    token: str | None = None
+    if (token_file is not None or ca_cert is not None) and not direct:
+        render.fail("--token-file and --ca-cert go with --direct")
+        raise typer.Exit(2)
+    if direct:
+        if token_file is None:
+            render.fail("--direct needs --token-file FILE (the `token` of the box's agent config.json)")
+            raise typer.Exit(2)
+        try:
+            token = Path(token_file).expanduser().read_text().strip()
+        except OSError as error:
+            render.fail(f"cannot read the token file {token_file}: {error.strerror or error}")
+            raise typer.Exit(2) from None
+        if ca_cert is not None:
+            ca_cert = str(Path(ca_cert).expanduser().resolve())
     client = controller()
     while True:
         try:
             request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
-                                     online=online, direct=direct, port=port)
+                                     online=online, direct=direct, port=port, token=token, ca_cert=ca_cert)
         except ValueError as error:
             render.fail(f"bad arguments: {error}")
             raise typer.Exit(2) from None
@@ -120,15 +147,38 @@ def list_hosts(as_json: JsonOption = False) -> None:
 
 
 @host_app.command("show")
-def show(name: str, as_json: JsonOption = False) -> None:
-    """One host: state, last seen, agent version, capacity."""
-    host = call(controller(start=False).host, name)
+def show(
+    name: str,
+    as_json: JsonOption = False,
+    history: Annotated[bool, typer.Option("--history", help="with --json: include ~10 min of GPU history")]
+    = False,
+) -> None:
+    """One host: state, last seen, agent version, capacity, and its GPUs live (which replica
+    uses which GPU)."""
+    client = controller(start=False)
+    host = call(client.host, name)
+    gpus: GpuReport | None = None
+    gpu_error: str | None = None
+    if host.state != "unreachable":
+        try:
+            gpus = client.gpus(name, history=history)
+        except ControlError as error:
+            gpu_error = str(error)
     if as_json:
-        render.print_json(host.model_dump(mode="json"))
+        data = host.model_dump(mode="json")
+        data["gpu_report"] = gpus.model_dump(mode="json") if gpus else None
+        if gpu_error:
+            data["gpu_error"] = gpu_error
+        render.print_json(data)
         return
     render.out.print(render.hosts_table([host]))
     render.out.print(f"kind: {host.kind}   agent: {host.agent_version or 'N/A'}"
                      + (f"\nmessage: {host.message}" if host.message else ""))
+    if gpus is not None:
+        render.out.print()
+        render.out.print(render.gpus_view(name, gpus))
+    elif gpu_error:
+        render.out.print(f"GPUs: N/A ({gpu_error})")
 
 
 @host_app.command("remove")

@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
-from workbench.controller.schemas import ApiDetail, ApiSummary, EventBody, HostBody
+from workbench.controller.schemas import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody
+from workbench.models import GpuInfo, GpuReport
 
 #: Data goes to stdout; progress and messages go to stderr so `--json | jq` works.
 out = Console(highlight=False)
@@ -75,19 +76,26 @@ def api_detail(api: ApiDetail) -> Group:
     if api.autoscaling:
         head += "  autoscaling " + " ".join(f"{k}={v}" for k, v in api.autoscaling.items())
     parts: list[Any] = [head]
+    if api.message:
+        parts.append(f"[yellow]{api.message}[/yellow]")
     if api.split:
         parts.append("routes to: " + ", ".join(
             f"{t.get('name')} {t.get('weight')}%" + (" (shadow)" if t.get("shadow") else "")
             for t in api.split))
     if api.replica_list:
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in ("REPLICA", "HOST", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE", "MESSAGE"):
+        with_gpus = any(r.gpu_ids for r in api.replica_list)
+        columns = ["REPLICA", "HOST", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE"]
+        for column in [*columns, *(["GPUS"] if with_gpus else []), "MESSAGE"]:
             table.add_column(column, no_wrap=column != "MESSAGE")
         for replica in api.replica_list:
             state = replica.state.value + (" (ejected)" if replica.ejected else "")
-            table.add_row(replica.id, replica.host, _styled(replica.state.value).replace(
+            row = [replica.id, replica.host, _styled(replica.state.value).replace(
                 replica.state.value, state), str(replica.in_flight), str(replica.restarts),
-                "yes" if replica.up_to_date else "no", age(replica.created_at), replica.message or "")
+                "yes" if replica.up_to_date else "no", age(replica.created_at)]
+            if with_gpus:
+                row.append(replica_gpus(replica))
+            table.add_row(*row, replica.message or "")
         parts += ["", table]
     if api.events:
         parts += ["", "[bold]recent events[/bold]", events_table(api.events[-15:])]
@@ -115,3 +123,85 @@ def hosts_table(hosts: list[HostBody]) -> Table:
                       f"{info.mem_available_bytes / 2**30:.1f} GiB" if info else "N/A",
                       ", ".join(info.runtimes) if info else "N/A")
     return table
+
+
+def replica_gpus(replica: ReplicaBody) -> str:
+    """"0,2", or "1 (0.5 shared)" for a fractional replica, or "-" without GPUs."""
+    if not replica.gpu_ids:
+        return "-"
+    text = ",".join(replica.gpu_ids)
+    return text + (f" ({replica.gpu_share:g} shared)" if replica.gpu_share is not None else "")
+
+
+def _na(value: float | None, fmt: str = "{:.0f}", unit: str = "") -> str:
+    return "N/A" if value is None else fmt.format(value) + unit
+
+
+def bar(percent: float | None, width: int = 10) -> str:
+    """A utilization bar like `███▌······ 35%`; N/A when unknown."""
+    if percent is None:
+        return "N/A"
+    filled = max(0.0, min(100.0, percent)) / 100 * width
+    full = int(filled)
+    half = "▌" if filled - full >= 0.5 and full < width else ""
+    return "█" * full + half + "·" * (width - full - len(half)) + f" {percent:3.0f}%"
+
+
+def _memory(gpu: GpuInfo) -> str:
+    used, total = gpu.memory_used_bytes, gpu.memory_total_bytes
+    if used is None and total is None:
+        return "N/A"
+    used_gib = _na(None if used is None else used / 2**30, "{:.1f}")
+    total_gib = _na(None if total is None else total / 2**30, "{:.0f}")
+    return f"{used_gib}/{total_gib} GiB"
+
+
+def gpu_users(gpu: GpuInfo) -> str:
+    """The replicas on a GPU: each process mapped to one (api/replica), strangers by PID, and
+    replicas the GPU is allocated to that have no process on it yet."""
+    users: list[str] = []
+    seen: set[str] = set()
+    for p in gpu.processes:
+        if p.replica_id:
+            seen.add(p.replica_id)
+            who = f"{p.api}/{p.replica_id}" if p.api else p.replica_id
+            users.append(f"{who} (pid {p.pid})")
+        else:
+            users.append(f"pid {p.pid} (not ours)")
+    users += [f"{r} (allocated)" for r in gpu.allocated_to if r not in seen]
+    if gpu.allocated_share and gpu.allocated_share < 1 and gpu.allocated_to:
+        users.append(f"{gpu.allocated_share:g} of the GPU allocated")
+    return ", ".join(users) or "-"
+
+
+def gpus_view(host: str, report: GpuReport) -> Group:
+    """`workbench host show NAME`'s GPU section: a SIMULATED banner when it is the fixture."""
+    parts: list[Any] = []
+    if report.source == "fixture":
+        parts.append("[bold black on yellow] SIMULATED GPUs [/bold black on yellow] "
+                     "[yellow]these values come from WORKBENCH_FAKE_GPUS (test and demo only), "
+                     "not from a GPU[/yellow]")
+    versions = (f"driver {report.driver_version or 'N/A'}  NVML {report.nvml_version or 'N/A'}  "
+                f"CUDA {report.cuda_driver_version or 'N/A'}")
+    parts.append(f"[bold]GPUs on {host}[/bold] ({report.source})  {versions}")
+    if report.note:
+        parts.append(f"note: {report.note}")
+    if not report.gpus:
+        parts.append("no GPUs reported")
+        return Group(*parts)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER"):
+        table.add_column(column, no_wrap=True, max_width=22 if column == "NAME" else None,
+                         overflow="ellipsis")
+    table.add_column("REPLICAS", overflow="fold")
+    for g in report.gpus:
+        if g.error:
+            table.add_row(str(g.index), g.name or "N/A", "N/A", "N/A", "N/A", "N/A", f"[red]{g.error}[/red]")
+            continue
+        power = _na(g.power_draw_w, "{:.0f}", "W")
+        if g.power_limit_w is not None:
+            power += f"/{g.power_limit_w:.0f}W"
+        table.add_row(str(g.index), g.name or "N/A", bar(g.utilization_gpu), _memory(g),
+                      _na(g.temperature_c, "{:.0f}", "°C"), power, gpu_users(g))
+    parts.append(table)
+    return Group(*parts)

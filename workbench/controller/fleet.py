@@ -52,13 +52,25 @@ class Host:
     cordoned: bool = False  # being removed: no new replicas
     #: called (from the poll) when the agent stops answering while the SSH link is up
     on_agent_down: Callable[[Host], Any] | None = field(default=None, repr=False)
+    ca_cert: str | None = None  # direct mode over TLS: the PEM file that verifies the agent
     _urls: dict[str, str] = field(default_factory=dict, repr=False)
     _noted: dict[str, float] = field(default_factory=dict)  # replica id -> monotonic time of a write
     _gone: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.client = AgentClient(self.url, self.token, timeout=60.0)
-        self.poller = AgentClient(self.url, self.token, timeout=3.0)
+        verify = self.ca_cert or True
+        self.client = AgentClient(self.url, self.token, timeout=60.0, verify=verify)
+        self.poller = AgentClient(self.url, self.token, timeout=3.0, verify=verify)
+
+    @property
+    def direct(self) -> bool:
+        return self.kind == "direct"
+
+    @property
+    def endpoint_headers(self) -> tuple[tuple[str, str], ...]:
+        """What the router adds to requests for this host's replicas: the agent's token when they
+        are reached through its proxy route (direct mode)."""
+        return (("authorization", f"Bearer {self.token}"),) if self.direct else ()
 
     @property
     def reachable(self) -> bool:
@@ -68,8 +80,11 @@ class Host:
     def schedulable(self) -> bool:
         return self.reachable and not self.cordoned
 
-    def endpoint(self, replica_url: str) -> str:
-        """The URL the router uses for a replica: through the host's tunnel for a remote host."""
+    def endpoint(self, replica_url: str, replica_id: str | None = None) -> str:
+        """The URL the router uses for a replica: through the host's tunnel for a remote host,
+        through the agent's proxy route (`endpoint_headers` carry its token) for a direct one."""
+        if self.direct and replica_id is not None:
+            return f"{self.url.rstrip('/')}/v1/replicas/{replica_id}/proxy"
         if self.link is None:
             return replica_url
         mapped = self._urls.get(replica_url)

@@ -3,7 +3,8 @@ remove, upgrade. The SSH work (workbench.remote.RemoteHost) is blocking and runs
 progress comes back to the event loop as HostEvents.
 
 The agent's token is never stored in the DB: it is read over SSH (the agent's config.json on the
-box) at every connect.
+box) at every connect. Direct-mode hosts (LAN/VPN: the agent reached over TCP, TLS when a CA file is
+given, nothing done over SSH) keep theirs in `$WORKBENCH_HOME/controller/hosts/NAME.token` (0600).
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from workbench import __version__
+from workbench import __version__, paths
+from workbench.agent_client import AgentClient, AgentError
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.reconciler import Reconciler
@@ -46,6 +51,81 @@ class HostInputError(Exception):
 
 class HostFailed(Exception):
     """A step failed; the message says what to do (becomes the stream's error event)."""
+
+
+# -- direct mode --------------------------------------------------------------------------------
+def secrets_dir() -> Path:
+    """Where direct hosts' tokens (and copies of their CA files) are kept, mode 0700."""
+    path = paths.home() / "controller" / "hosts"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def token_path(name: str) -> Path:
+    return secrets_dir() / f"{name}.token"
+
+
+def ca_path(name: str) -> Path:
+    return secrets_dir() / f"{name}.ca.pem"
+
+
+def forget_secrets(name: str) -> None:
+    for path in (token_path(name), ca_path(name)):
+        path.unlink(missing_ok=True)
+
+
+def direct_url(target: str, *, tls: bool, port: int | None = None) -> str:
+    """`http(s)://HOST:PORT` or `HOST:PORT` (https when a CA file is given) as the agent's URL."""
+    text = target.strip()
+    if "://" not in text:
+        text = ("https://" if tls else "http://") + text
+    try:
+        parts = urlsplit(text)
+        given_port = parts.port
+    except ValueError as error:
+        raise HostInputError(f"bad target {target!r}: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise HostInputError(f"bad target {target!r}: use HOST:PORT or http(s)://HOST:PORT")
+    if not parts.hostname or parts.username or parts.password or parts.path.strip("/") \
+            or parts.query or parts.fragment:
+        raise HostInputError(f"bad target {target!r}: use HOST:PORT or http(s)://HOST:PORT")
+    if tls and parts.scheme != "https":
+        raise HostInputError(f"--ca-cert is for an https agent; {target!r} says http")
+    if given_port is not None and port is not None and given_port != port:
+        raise HostInputError(f"the target says port {given_port}, --port says {port}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{given_port or port or paths.DEFAULT_AGENT_PORT}"
+
+
+def _check_direct_agent(url: str, token: str, ca_cert: str | None) -> Any:
+    """The agent's HostInfo, or a HostFailed that says what to fix."""
+    try:
+        with AgentClient(url, token, timeout=10.0, verify=ca_cert or True) as client:
+            return client.host()
+    except AgentError as error:
+        if error.status == 401:
+            raise HostFailed(f"the agent at {url} refused the token: pass the `token` from the box's agent "
+                             "config.json (`python -m workbench.agent init` prints its path) with "
+                             "--token-file") from None
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in str(error) or "certificate verify failed" in str(error):
+            hint = " (TLS: pass --ca-cert with the certificate, or the CA, the agent serves)"
+        elif "WRONG_VERSION_NUMBER" in str(error) or "wrong version number" in str(error):
+            hint = " (TLS: the agent answers plain HTTP; use http://HOST:PORT without --ca-cert)"
+        raise HostFailed(f"cannot reach the agent at {url}: {error}{hint}; on the box run "
+                         "`python -m workbench.agent serve --direct --bind ADDRESS` (see docs/remote.md, "
+                         "Direct mode)") from None
 
 
 def _remote_of(record: RemoteRecord, trust: str | None = None) -> RemoteHost:
@@ -103,14 +183,34 @@ class HostManager:
             raise HostInputError(f"a host named {name!r} already exists (`workbench host list`); "
                                  "pick another name or remove it first")
         if request.direct:
-            raise HostInputError("direct mode is not supported by `host add` yet: the controller reaches "
-                                 "agents and replicas through SSH tunnels (drop --direct)")
+            self._validate_direct(request)
+            return
+        if request.token or request.ca_cert:
+            raise HostInputError("--token-file and --ca-cert are for direct mode (add --direct)")
         if request.identity and not Path(request.identity).expanduser().is_file():
             raise HostInputError(f"identity file {request.identity} does not exist")
         try:
             resolve(request.target, identity=request.identity, jump=request.jump)
         except (RemoteError, ValueError) as error:
             raise HostInputError(f"bad target {request.target!r}: {error}") from None
+
+    def _validate_direct(self, request: AddHostRequest) -> None:
+        for flag, value in (("-i/--identity", request.identity), ("--jump", request.jump),
+                            ("--trust", request.trust), ("--online", request.online or None)):
+            if value is not None:
+                raise HostInputError(f"{flag} is for SSH hosts; direct mode reaches the agent over TCP only")
+        token = request.token or ""
+        if not token or any(c.isspace() for c in token):
+            raise HostInputError("direct mode needs the agent's token (--token-file FILE: the `token` "
+                                 "of the box's agent config.json, on one line)")
+        if request.ca_cert is not None:
+            if not Path(request.ca_cert).expanduser().is_file():
+                raise HostInputError(f"CA file {request.ca_cert} does not exist")
+            try:
+                ssl.create_default_context(cafile=str(Path(request.ca_cert).expanduser()))
+            except (ssl.SSLError, OSError, ValueError) as error:
+                raise HostInputError(f"CA file {request.ca_cert} is not a PEM certificate: {error}") from None
+        direct_url(request.target, tls=request.ca_cert is not None, port=request.port)
 
     # -- streams -------------------------------------------------------------------------------
     async def _threaded(self, name: str, work: Callable[[Emit], Any]) -> AsyncIterator[HostEvent | Any]:
@@ -133,6 +233,10 @@ class HostManager:
         yield await task
 
     async def add(self, request: AddHostRequest) -> AsyncIterator[HostEvent]:
+        if request.direct:
+            async for event in self._add_direct(request):
+                yield event
+            return
         name = request.name
         self._busy.add(name)
         remote: RemoteHost | None = None
@@ -180,7 +284,79 @@ class HostManager:
             if remote is not None:
                 await asyncio.to_thread(remote.close)
 
+    async def _add_direct(self, request: AddHostRequest) -> AsyncIterator[HostEvent]:
+        """Direct mode: check the agent answers with this token (over TLS when a CA is given), keep
+        the token in a 0600 file, register. Nothing is installed: the user runs the agent on the box."""
+        name = request.name
+        self._busy.add(name)
+        stored = False
+        try:
+            assert request.token is not None
+            url = direct_url(request.target, tls=request.ca_cert is not None, port=request.port)
+            ca_source = str(Path(request.ca_cert).expanduser()) if request.ca_cert else None
+            yield HostEvent(kind="step", host=name, step="connect", message=f"checking the agent at {url}")
+            info = await asyncio.to_thread(_check_direct_agent, url, request.token, ca_source)
+            stored = True
+            _write_private(token_path(name), request.token.encode() + b"\n")
+            if ca_source is not None:
+                _write_private(ca_path(name), Path(ca_source).read_bytes())
+            else:
+                ca_path(name).unlink(missing_ok=True)
+            record = RemoteRecord(name=name, target=url, kind="direct", agent_port=urlsplit(url).port,
+                                  agent_version=info.agent_version)
+            self.store.put_remote(record)
+            host = await self._register_direct(record, request.token)
+            if info.agent_version != __version__:
+                self.events.record("host", f"host {name} runs agent {info.agent_version}, the workstation "
+                                   f"{__version__}: install this version on the box and restart its agent",
+                                   data={"host": name, "agent_version": info.agent_version},
+                                   level=logging.WARNING)
+            self.events.record("host", f"host {name} added (direct, {url}, agent {info.agent_version})")
+            stored = False
+            yield HostEvent(kind="done", host=name, message=f"{name} is part of the fleet (direct mode)",
+                            result=host_body(host))
+        except (HostFailed, HostInputError) as error:
+            yield HostEvent(kind="error", host=name, message=str(error))
+        except Exception as error:
+            log.exception("adding direct host %s failed", name)
+            yield HostEvent(kind="error", host=name, message=f"adding {name} failed: {error}")
+        finally:
+            self._busy.discard(name)
+            if stored:  # failed after writing the files: leave nothing behind
+                forget_secrets(name)
+                if self.store.get_remote(name) is not None and name not in self.fleet.hosts:
+                    self.store.delete_remote(name)
+
+    async def _register_direct(self, record: RemoteRecord, token: str) -> Host:
+        ca = ca_path(record.name)
+        host = Host(record.name, record.target, token, kind="direct", address=record.target,
+                    ca_cert=str(ca) if ca.is_file() else None)
+        self.fleet.add(host)
+        await self.fleet.poll_now(host)
+        return host
+
+    async def _restore_direct(self, record: RemoteRecord) -> None:
+        try:
+            token = token_path(record.name).read_text().strip()
+        except OSError:
+            token = ""
+        if not token:
+            message = (f"the token file {token_path(record.name)} is missing: `workbench host remove "
+                       f"{record.name}` and add it again")
+            self.fleet.hosts[record.name] = Host(record.name, record.target, "", kind="direct",
+                                                 address=record.target, state="unreachable", message=message,
+                                                 unreachable_since=time.time())
+            self.events.record("host", f"host {record.name} is unreachable: {message}", level=logging.WARNING)
+            return
+        await self._register_direct(record, token)  # the poll marks it unreachable until it answers
+
     async def upgrade(self, name: str) -> AsyncIterator[HostEvent]:
+        host_now = self.fleet.hosts.get(name)
+        if host_now is not None and host_now.direct:
+            yield HostEvent(kind="error", host=name,
+                            message=f"{name} is a direct host: install workbench {__version__} on the box "
+                                    "and restart its agent there (`host upgrade` works over SSH)")
+            return
         remote = self.links.get(name)
         if remote is None:
             yield HostEvent(kind="error", host=name,
@@ -240,6 +416,9 @@ class HostManager:
         await asyncio.gather(*(self._reconnect(record) for record in records))
 
     async def _reconnect(self, record: RemoteRecord) -> None:
+        if record.kind == "direct":
+            await self._restore_direct(record)
+            return
         remote = _remote_of(record)
         try:
             await asyncio.to_thread(connect_remote, remote, record.name, lambda event: None)
@@ -355,6 +534,7 @@ class HostManager:
         self.fleet.remove(name)
         self.store.delete_remote(name)
         self.store.delete_host(name)
+        forget_secrets(name)
         if remote is not None:
             try:
                 if remote.state == "connected":

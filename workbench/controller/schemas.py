@@ -86,6 +86,8 @@ class ApiSummary(BaseModel):
     traffic: TrafficBody = Field(default_factory=TrafficBody)
     autoscaling: dict[str, Any] | None = None  # min/max/target when autoscaled
     split: list[dict[str, Any]] = Field(default_factory=list)  # for traffic splitters
+    #: Why the API is not as asked, e.g. "pending: no host has room for a replica: box: 0 GPUs free …"
+    message: str | None = None
 
 
 class ReplicaBody(BaseModel):
@@ -101,6 +103,8 @@ class ReplicaBody(BaseModel):
     ejected: bool = False
     created_at: float
     log_tail: list[str] = Field(default_factory=list)
+    gpu_ids: list[str] = Field(default_factory=list)  # the GPUs pinned to this replica
+    gpu_share: float | None = None  # the fraction of each GPU it has, when it shares them
 
 
 class EventBody(BaseModel):
@@ -139,6 +143,9 @@ class AddHostRequest(_Body):
     online: bool = Field(False, description="let the box install from its own package index")
     direct: bool = Field(False, description="reach the agent over TCP with its token (LAN/VPN)")
     port: int | None = Field(None, ge=1, le=65535, description="the agent's port on the box")
+    token: str | None = Field(None, repr=False, max_length=1024,
+                              description="direct: the agent's bearer token (a 0600 file, never the DB)")
+    ca_cert: str | None = Field(None, description="direct: PEM file verifying the agent's TLS certificate")
 
 
 class HostEvent(BaseModel):

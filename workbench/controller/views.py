@@ -97,7 +97,7 @@ class Views:
             runtime=record.runtime,
             artifact=record.artifact, spec_hash=record.spec_hash, updated_at=record.updated_at,
             endpoint=f"{self.base_url}/{record.name}", traffic=_traffic(self._traffic_of(record.name)),
-            autoscaling=autoscaling, split=split,
+            autoscaling=autoscaling, split=split, message=record.message,
         )
 
     def detail(self, record: ApiRecord, events: int = 20) -> ApiDetail:
@@ -114,6 +114,7 @@ class Views:
                 id=r.id, host=host.name, state=state, url=r.url,
                 in_flight=traffic.replica_in_flight.get(r.id, 0), restarts=r.restarts, message=message,
                 spec_hash=r.spec_hash, up_to_date=r.spec_hash == record.spec_hash,
-                ejected=r.id in traffic.ejected, created_at=r.created_at, log_tail=r.log_tail))
+                ejected=r.id in traffic.ejected, created_at=r.created_at, log_tail=r.log_tail,
+                gpu_ids=list(r.gpu_ids), gpu_share=r.gpu_share))
         return ApiDetail(**summary.model_dump(), replica_list=replicas,
                          events=[event_body(e) for e in self.store.events(record.name, events)])

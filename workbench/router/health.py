@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import aiohttp
 
 from .pool import EndpointState
+from .proxy import tls_context
 
 INTERVAL = 2.0
 TIMEOUT = 1.0
@@ -67,8 +69,14 @@ class HealthChecker:
         session = self._session
         if session is None:
             return state.healthy
+        endpoint = state.endpoint
+        extra: dict[str, Any] = {}
+        if endpoint.headers:  # a direct-mode host's agent token
+            extra["headers"] = dict(endpoint.headers)
+        if endpoint.ca_cert:
+            extra["ssl"] = tls_context(endpoint.ca_cert)
         try:
-            async with asyncio.timeout(self.timeout), session.get(state.url + "/readyz") as response:
+            async with asyncio.timeout(self.timeout), session.get(state.url + "/readyz", **extra) as response:
                 await response.read()
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):

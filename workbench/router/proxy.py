@@ -4,7 +4,9 @@ than httpx/httpcore on this path), and relaying responses."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -148,6 +150,18 @@ class Upstream:
         content: bytes | StreamedBody | None,
     ) -> aiohttp.ClientResponse:
         """Send the request; returns once the response headers arrived (body not read)."""
+        endpoint = state.endpoint
+        if endpoint.headers or endpoint.ca_cert:  # a direct-mode host: off the common path
+            return await self.session.request(
+                method,
+                URL(state.url + target, encoded=True),
+                headers=with_endpoint_headers(headers, endpoint.headers),
+                data=content,
+                allow_redirects=False,
+                compress=None,
+                chunked=None,
+                ssl=tls_context(endpoint.ca_cert) if endpoint.ca_cert else True,
+            )
         return await self.session.request(
             method,
             URL(state.url + target, encoded=True),
@@ -157,6 +171,22 @@ class Upstream:
             compress=None,
             chunked=None,
         )
+
+
+def with_endpoint_headers(
+    headers: list[tuple[str, str]], extra: tuple[tuple[str, str], ...]
+) -> list[tuple[str, str]]:
+    """The request's headers with the endpoint's own replacing any of the same name."""
+    if not extra:
+        return headers
+    names = {name.lower() for name, _ in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + list(extra)
+
+
+@lru_cache(maxsize=64)
+def tls_context(ca_cert: str) -> ssl.SSLContext:
+    """Verifies a direct-mode agent's certificate against its own CA file (cached per file)."""
+    return ssl.create_default_context(cafile=ca_cert)
 
 
 def response_headers(

@@ -18,6 +18,10 @@ class Endpoint:
     replica_id: str
     url: str  # e.g. http://127.0.0.1:49153 (through an SSH tunnel for remote hosts, later)
     host: str = "local"
+    #: added to every upstream request, health checks included (a direct-mode host's agent token:
+    #: `(("authorization", "Bearer …"),)`); they replace same-named client headers
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    ca_cert: str | None = None  # PEM file that verifies an https `url` (default: system CAs)
 
 
 @dataclass(frozen=True)
