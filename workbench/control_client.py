@@ -33,7 +33,7 @@ class ControlError(Exception):
         self.body = body
 
 
-def _error_of(response: httpx.Response) -> ControlError:
+def error_of(response: httpx.Response) -> ControlError:
     try:
         body = response.json()
     except ValueError:
@@ -68,7 +68,7 @@ class ControlClient:
         except httpx.TransportError as error:
             raise ControlError(f"cannot reach the controller at {self.url}: {error}") from error
         if response.status_code >= 400:
-            raise _error_of(response)
+            raise error_of(response)
         return response
 
     def apis(self) -> list[ApiSummary]:
@@ -107,7 +107,7 @@ class ControlClient:
                                    timeout=httpx.Timeout(30.0, read=None)) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_of(response)
+                    raise error_of(response)
                 for line in response.iter_lines():
                     if line.strip():
                         yield DeployEvent.model_validate_json(line)
@@ -124,7 +124,7 @@ class ControlClient:
                                    timeout=httpx.Timeout(30.0, read=None)) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_of(response)
+                    raise error_of(response)
                 yield from response.iter_lines()
         except httpx.TransportError as error:
             raise ControlError(f"the log stream from {self.url} broke: {error}") from error
@@ -156,7 +156,7 @@ class ControlClient:
                                    timeout=httpx.Timeout(30.0, read=None)) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _error_of(response)
+                    raise error_of(response)
                 for line in response.iter_lines():
                     if line.strip():
                         yield HostEvent.model_validate_json(line)

@@ -113,7 +113,10 @@ def test_the_run_end_to_end_on_simulated_gpus(tmp_path: Path, monkeypatch: pytes
     text, ok = check.run(load_seconds=6)
     print(text)
     assert not ok, text
-    failed = [line for line in text.splitlines() if line.startswith("FAIL ")]
+    # the simulated utilization follows allocation and a wave in time, not the load, so whether it
+    # "rose under load" is chance here; only a real GPU makes that check meaningful
+    failed = [line for line in text.splitlines()
+              if line.startswith("FAIL ") and "utilization rose" not in line]
     assert len(failed) == 2 and "source is 'fixture'" in failed[0] and "cuda" in failed[1], text
     assert "ok   replica" in text and "mapped to it" in text and "0 wrong" in text
     assert "SIMULATED" in text  # the host view in the summary says so

@@ -16,8 +16,9 @@ from workbench.local_agent import LocalAgentError, ensure_agent, running_agent, 
 
 app = typer.Typer(
     name="workbench",
-    help="Deploy ML models as HTTP APIs on the GPU machines you already have.",
-    no_args_is_help=True,
+    help="Deploy ML models as HTTP APIs on the GPU machines you already have. "
+    "Without a command, opens the terminal UI.",
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -43,10 +44,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
 ) -> None:
     """workbench: a predictor.py, a workbench.yaml, `workbench deploy`, and an HTTP endpoint."""
+    if ctx.invoked_subcommand is None:
+        from workbench.tui.app import run as run_tui
+
+        run_tui(embedded_ok=True)
 
 
 @app.command()

@@ -1,0 +1,47 @@
+"""Rendering without a controller: unreachable hosts, lost GPUs, missing values become N/A."""
+
+from __future__ import annotations
+
+import time
+
+from workbench.tui import fmt
+from workbench.tui.screens.fleet import gpu_cells, host_cells
+from workbench.tui.widgets import bar, spark
+
+from workbench.controller.schemas import HostBody
+from workbench.models import DockerStatus, GpuInfo, GpuProcess, HostInfo
+
+
+def host(state: str, gpus: list[GpuInfo]) -> HostBody:
+    info = HostInfo(hostname="box", os="Linux", arch="x86_64", python="3.11", agent_version="0.1.0",
+                    cpu_count=8, mem_total_bytes=2**34, mem_available_bytes=2**33, disk_free_bytes=2**35,
+                    docker=DockerStatus(available=False), runtimes=["process"], gpus=gpus)
+    return HostBody(name="box", address="ssh://box", kind="ssh", state=state,  # type: ignore[arg-type]
+                    last_seen=time.time() - 75, info=info)
+
+
+def test_unreachable_host_is_greyed_with_last_seen() -> None:
+    cells = host_cells(host("unreachable", []))
+    assert "unreachable 1m ago" in str(cells[2])
+    assert all(getattr(c, "style", "") in ("dim", "bold red") for c in cells)
+
+
+def test_gpu_values_missing_or_lost_are_na() -> None:
+    lost = GpuInfo(index=0, error="GPU is lost")
+    cells = gpu_cells(host("ready", [lost]), lost, [])
+    assert fmt.NA in str(cells[3]) and fmt.NA in str(cells[5]) and "GPU is lost" in str(cells[8])
+    busy = GpuInfo(index=1, name="NVIDIA H100", utilization_gpu=90.0, memory_total_bytes=80 * 2**30,
+                   memory_used_bytes=40 * 2**30, temperature_c=71, power_draw_w=300, power_limit_w=700,
+                   processes=[GpuProcess(pid=1, api="echo")])
+    cells = gpu_cells(host("ready", [busy]), busy, [10.0, 50.0, 90.0])
+    assert "90%" in str(cells[3]) and "40.0/80.0G" in str(cells[4])
+    assert str(cells[5]) == "71°C" and str(cells[6]) == "300/700W" and str(cells[8]) == "echo"
+    gone = gpu_cells(host("unreachable", [busy]), busy, [])
+    assert fmt.NA in str(gone[3]) and str(gone[5]) == fmt.NA
+
+
+def test_bars_and_sparks() -> None:
+    assert str(bar(None, 100, 6)).strip() == fmt.NA
+    assert str(bar(50, 100, 4)) == "██░░"
+    assert str(spark([0, 100], 4, 100.0)) == "  ▁█"
+    assert len(str(spark([], 5))) == 5
