@@ -68,6 +68,40 @@ def serve(
 
 
 @app.command()
+def web(
+    host: Annotated[str, typer.Option(help="address to bind; anyone who can reach it controls the fleet")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(help="port")] = 8766,
+    public_url: Annotated[str | None, typer.Option(
+        help="the address browsers use (default http://HOST:PORT; this machine's name for 0.0.0.0)")] = None,
+) -> None:
+    """Serve the terminal UI in a browser (textual-serve); each browser tab runs its own copy."""
+    import ipaddress
+    import shlex
+    import sys
+
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        render.fail("textual-serve is not installed: pip install 'workbench[workstation]'")
+        raise typer.Exit(1) from None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        render.err.print(f"[yellow]warning:[/yellow] serving on {host}: anyone who can reach "
+                         f"http://{host}:{port}/ controls the fleet (no login); prefer 127.0.0.1 "
+                         "and an SSH tunnel", soft_wrap=True)
+    if public_url is None and host in ("0.0.0.0", "::"):
+        import socket
+
+        public_url = f"http://{socket.getfqdn()}:{port}"  # the page loads its scripts from here
+    command = shlex.join([sys.executable, "-m", "workbench.tui"])
+    Server(command, host=host, port=port, title="workbench", public_url=public_url).serve()
+
+
+@app.command()
 def hosts(as_json: JsonOption = False) -> None:
     """List the fleet's hosts (an alias of `workbench host list`)."""
     from workbench.cli.hosts import list_hosts

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from workbench.spec.models import RoutingSpec
 
 from . import outlier
+from .answers import check_key, error_answer, pick_target
 from .health import HealthChecker
 from .metrics import ApiStats, RouterMetrics
 from .policies import POLICIES, Policy
@@ -48,8 +46,6 @@ from .retry import RetryBudget
 from .types import ApiRoute, ApiTraffic, Endpoint, SplitRoute
 
 SHADOW_CONCURRENCY = 32
-_JSON = [(b"content-type", b"application/json")]
-_RETRY_AFTER = (b"retry-after", b"1")
 _QUEUE_FULL_MARKERS = (b"queue full", b"predictor not ready")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _now = time.monotonic
@@ -235,10 +231,10 @@ class Router:
         name = path[1:] if slash < 0 else path[1:slash]
         route = self._routes.get(name)
         if route is None:
-            await _error(send, 404, f"no API named {name!r}", extra={"apis": sorted(self._routes)})
+            await error_answer(send, 404, f"no API named {name!r}", extra={"apis": sorted(self._routes)})
             return
         if self._draining:
-            await _error(send, 503, "the router is shutting down", retry_after=True)
+            await error_answer(send, 503, "the router is shutting down", retry_after=True)
             return
 
         # one pass over the request headers
@@ -275,9 +271,9 @@ class Router:
 
         keys = route.api_keys
         if keys or self.require_api_keys:
-            problem = _check_key(keys, authorization, api_key, name)
+            problem = check_key(keys, authorization, api_key, name)
             if problem is not None:
-                await _error(send, 401, problem, headers=[(b"www-authenticate", b"Bearer")])
+                await error_answer(send, 401, problem, headers=[(b"www-authenticate", b"Bearer")])
                 return
             forward = [(k, v) for k, v in forward if k not in (b"authorization", b"x-api-key")]
 
@@ -286,7 +282,7 @@ class Router:
         content_length: int | None = None
         if length is not None:
             if not length.isdigit() or len(length) > 18:
-                await _error(send, 400, "invalid Content-Length", request_id=request_id)
+                await error_answer(send, 400, "invalid Content-Length", request_id=request_id)
                 return
             content_length = int(length)
 
@@ -304,14 +300,14 @@ class Router:
         )
 
         if isinstance(route, SplitRoute):
-            chosen = _pick_target(route)
+            chosen = pick_target(route)
             if chosen is None:
-                await _error(send, 503, f"traffic splitter {name!r} has no target with weight",
+                await error_answer(send, 503, f"traffic splitter {name!r} has no target with weight",
                              request_id=request_id, retry_after=True)
                 return
             api = self._apis.get(chosen)
             if api is None or api.route is None:
-                await _error(send, 503, f"API {chosen!r} of traffic splitter {name!r} is not deployed",
+                await error_answer(send, 503, f"API {chosen!r} of traffic splitter {name!r} is not deployed",
                              request_id=request_id, retry_after=True)
                 return
             await self._serve(api, request, has_body, content_length, receive, send, shadow=route.shadow)
@@ -356,12 +352,12 @@ class Router:
         rid = request.request_id
         limit = route.max_body_bytes
         if content_length is not None and content_length > limit:
-            return await _error(send, 413, f"request body over {limit} bytes", request_id=rid)
+            return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
         if has_body:
             try:
                 request.body = await read_body(receive, limit)
             except BodyTooLarge:
-                return await _error(send, 413, f"request body over {limit} bytes", request_id=rid)
+                return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
             except ClientGone:
                 return 499
         if shadow is not None:
@@ -376,7 +372,7 @@ class Router:
                     self._wake(api.name)
             wait = routing.scale_from_zero_timeout
             if not await pool.wait_for_endpoints(wait):
-                return await _error(send, 503, f"API {api.name!r} did not start within {wait:g}s",
+                return await error_answer(send, 503, f"API {api.name!r} did not start within {wait:g}s",
                                     request_id=rid, retry_after=True)
             now = _now()
 
@@ -384,7 +380,8 @@ class Router:
         deadline = now + routing.timeout
         upstream = self._upstream
         if upstream is None:
-            return await _error(send, 503, "the router is not started", request_id=rid, retry_after=True)
+            return await error_answer(send, 503, "the router is not started", request_id=rid,
+                                      retry_after=True)
         body = request.body
         replayable = not isinstance(body, StreamedBody)
         headers = [*request.headers, ("x-request-id", rid.decode("latin-1"))]
@@ -428,11 +425,11 @@ class Router:
                     ok = False
                     stats.upstream_error("timeout")
                     self._failed(api, state, _now())
-                    return await _error(send, 504, f"no answer from API {api.name!r} within "
+                    return await error_answer(send, 504, f"no answer from API {api.name!r} within "
                                         f"{routing.timeout:g}s", request_id=rid)
                 except BodyTooLarge:
                     ok = False
-                    return await _error(send, 413, f"request body over {limit} bytes", request_id=rid)
+                    return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
                 except ClientGone:
                     ok = False
                     return 499
@@ -440,7 +437,8 @@ class Router:
                     ok = False
                     failure = body.failure if isinstance(body, StreamedBody) else None
                     if isinstance(failure, BodyTooLarge):
-                        return await _error(send, 413, f"request body over {limit} bytes", request_id=rid)
+                        return await error_answer(send, 413, f"request body over {limit} bytes",
+                                                  request_id=rid)
                     if isinstance(failure, ClientGone):
                         return 499
                     kind = error_kind(exc)
@@ -450,7 +448,8 @@ class Router:
                     last_problem = f"{kind} error from replica {state.replica_id}: {detail}"
                 except (ValueError, UnicodeError) as exc:  # the client library refused what it was given
                     ok = False
-                    return await _error(send, 400, f"cannot forward this request: {exc}", request_id=rid)
+                    return await error_answer(send, 400, f"cannot forward this request: {exc}",
+                                              request_id=rid)
                 if not kind:
                     # an answer: relay it
                     if status >= 500:
@@ -486,8 +485,8 @@ class Router:
             return await self._send_buffered(send, status, upstream_headers, text, state, rid,
                                              pool, routing, api)
         if last_problem:
-            return await _error(send, 502, last_problem, request_id=rid)
-        return await _error(send, 503, f"API {api.name!r} has no ready replica", request_id=rid,
+            return await error_answer(send, 502, last_problem, request_id=rid)
+        return await error_answer(send, 503, f"API {api.name!r} has no ready replica", request_id=rid,
                             retry_after=True)
 
     async def _send_buffered(
@@ -563,65 +562,3 @@ class Router:
         finally:
             self._shadow_slots += 1
             self._metrics.shadow.labels(name, outcome).inc()
-
-
-def _pick_target(route: SplitRoute) -> str | None:
-    total = sum(w for _, w in route.targets if w > 0)
-    if total <= 0:
-        return None
-    x = random.random() * total
-    for name, weight in route.targets:
-        if weight <= 0:
-            continue
-        x -= weight
-        if x < 0:
-            return name
-    return route.targets[-1][0]
-
-
-def _check_key(keys: frozenset[str], authorization: bytes | None, api_key: bytes | None,
-               name: str) -> str | None:
-    """None when the request carries a valid key, else why not."""
-    if not keys:
-        return (f"API {name!r} has no API keys, and the router requires them because the controller "
-                "listens on a non-loopback address: configure keys (routing.api_keys_env)")
-    given: bytes | None = None
-    if api_key is not None:
-        given = api_key.strip()
-    elif authorization is not None:
-        scheme, _, token = authorization.partition(b" ")
-        if scheme.lower() == b"bearer":
-            given = token.strip()
-    if not given:
-        return "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-    found = False
-    for key in keys:
-        if hmac.compare_digest(given, key.encode()):
-            found = True
-    return None if found else "invalid API key"
-
-
-async def _error(
-    send: Send,
-    status: int,
-    message: str,
-    *,
-    request_id: bytes | None = None,
-    retry_after: bool = False,
-    extra: dict[str, object] | None = None,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> int:
-    content = {"error": message}
-    if extra:
-        content.update(extra)  # type: ignore[arg-type]
-    body = json.dumps(content).encode()
-    out = [*_JSON, (b"content-length", str(len(body)).encode())]
-    if request_id is not None:
-        out.append((b"x-request-id", request_id))
-    if retry_after:
-        out.append(_RETRY_AFTER)
-    if headers:
-        out.extend(headers)
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-    return status
