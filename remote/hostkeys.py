@@ -1,7 +1,8 @@
 """Host key verification: ~/.ssh/known_hosts + workbench's own file; unknown refused, changed refused.
 
 There is no policy that adds or merely warns about unknown keys: a key is accepted only when a
-known-hosts file holds it, or when the caller passes `trust="SHA256:…"` equal to its fingerprint (then it is recorded).
+known-hosts file holds it, or when the caller passes `trust="SHA256:…"` equal to its fingerprint
+(then it is recorded).
 """
 
 from __future__ import annotations
