@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from workbench.tui.backend import PollResult
 
 from workbench.controller.schemas import ApiDetail, ApiSummary, HostBody
-from workbench.models import GpuInfo
+from workbench.models import GpuInfo, GpuReport
 
 HISTORY = 120  # points kept per sparkline
 
@@ -21,6 +21,7 @@ class FleetState:
     details: dict[str, ApiDetail] = field(default_factory=dict)
     rps: dict[str, deque[float]] = field(default_factory=dict)
     gpu_util: dict[tuple[str, int], deque[float | None]] = field(default_factory=dict)
+    gpu_reports: dict[str, GpuReport] = field(default_factory=dict)  # the freshest, by host
     last_ok: float | None = None
     error: str | None = None
     error_since: float | None = None
@@ -37,6 +38,7 @@ class FleetState:
         self.last_ok = result.at
         self.hosts = result.hosts
         self.apis = result.apis
+        self.gpu_reports = dict(result.gpus)
         if result.detail is not None:
             self.details[result.detail.name] = result.detail
         names = {api.name for api in result.apis}
@@ -64,14 +66,24 @@ class FleetState:
         if self.error_since is None:
             self.error_since = time.time()
 
-    @staticmethod
-    def gpus_of(host: HostBody) -> list[GpuInfo]:
+    def gpus_of(self, host: HostBody) -> list[GpuInfo]:
+        """The host's GPUs: from this poll's GPU report when there is one (the fleet's copy of
+        the host info is refreshed less often), else from the host info."""
+        report = self.gpu_reports.get(host.name)
+        if report is not None and report.gpus:
+            return list(report.gpus)
         return list(host.info.gpus) if host.info else []
 
     def gpus_of_replica(self, host: str, replica_id: str) -> list[int]:
         for body in self.hosts:
             if body.name == host:
-                return [g.index for g in self.gpus_of(body)
-                        if replica_id in g.allocated_to
-                        or any(p.replica_id == replica_id for p in g.processes)]
+                found = [g.index for g in self.gpus_of(body)
+                         if replica_id in g.allocated_to
+                         or any(p.replica_id == replica_id for p in g.processes)]
+                if found:
+                    return found
+        for detail in self.details.values():  # what the controller pinned it to
+            for replica in detail.replica_list:
+                if replica.id == replica_id:
+                    return [int(g) for g in replica.gpu_ids if g.isdigit()]
         return []

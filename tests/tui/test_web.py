@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from tests.support.real_parts import free_port
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -39,7 +42,8 @@ def web(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
             process.wait(timeout=15)
 
 
-def poll(condition, process: subprocess.Popen[str], err: Path, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def poll(condition: Callable[[], T | None], process: subprocess.Popen[str], err: Path, timeout: float,
+         what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
