@@ -303,12 +303,12 @@ class Router:
             chosen = pick_target(route)
             if chosen is None:
                 await error_answer(send, 503, f"traffic splitter {name!r} has no target with weight",
-                             request_id=request_id, retry_after=True)
+                                   request_id=request_id, retry_after=True)
                 return
             api = self._apis.get(chosen)
             if api is None or api.route is None:
                 await error_answer(send, 503, f"API {chosen!r} of traffic splitter {name!r} is not deployed",
-                             request_id=request_id, retry_after=True)
+                                   request_id=request_id, retry_after=True)
                 return
             await self._serve(api, request, has_body, content_length, receive, send, shadow=route.shadow)
             return
@@ -373,7 +373,7 @@ class Router:
             wait = routing.scale_from_zero_timeout
             if not await pool.wait_for_endpoints(wait):
                 return await error_answer(send, 503, f"API {api.name!r} did not start within {wait:g}s",
-                                    request_id=rid, retry_after=True)
+                                          request_id=rid, retry_after=True)
             now = _now()
 
         api.budget.request(now)
@@ -426,7 +426,7 @@ class Router:
                     stats.upstream_error("timeout")
                     self._failed(api, state, _now())
                     return await error_answer(send, 504, f"no answer from API {api.name!r} within "
-                                        f"{routing.timeout:g}s", request_id=rid)
+                                              f"{routing.timeout:g}s", request_id=rid)
                 except BodyTooLarge:
                     ok = False
                     return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
@@ -487,7 +487,7 @@ class Router:
         if last_problem:
             return await error_answer(send, 502, last_problem, request_id=rid)
         return await error_answer(send, 503, f"API {api.name!r} has no ready replica", request_id=rid,
-                            retry_after=True)
+                                  retry_after=True)
 
     async def _send_buffered(
         self, send: Send, status: int, headers: tuple[tuple[bytes, bytes], ...], body: bytes,
