@@ -102,32 +102,30 @@ class ControlClient:
 
     def deploy(self, request: DeployRequest) -> Iterator[DeployEvent]:
         """Start a deployment and yield its progress events until done or error."""
-        try:
-            with self._http.stream("POST", "/v1/deployments", json=request.model_dump(exclude_none=True),
-                                   timeout=httpx.Timeout(30.0, read=None)) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise error_of(response)
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield DeployEvent.model_validate_json(line)
-        except httpx.TransportError as error:
-            raise ControlError(f"the deployment stream from {self.url} broke: {error}") from error
+        for line in self._lines("POST", "/v1/deployments", "deployment",
+                                json=request.model_dump(exclude_none=True)):
+            if line.strip():
+                yield DeployEvent.model_validate_json(line)
 
     def logs(self, name: str, *, tail: int = 100, follow: bool = False,
              replica: str | None = None) -> Iterator[str]:
         params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
         if replica:
             params["replica"] = replica
+        yield from self._lines("GET", f"/v1/apis/{name}/logs", "log", params=params)
+
+    def _lines(self, method: str, path: str, what: str, **kwargs: Any) -> Iterator[str]:
+        """The lines of a streamed answer (NDJSON progress, logs); a refusal or a broken stream
+        becomes a ControlError."""
         try:
-            with self._http.stream("GET", f"/v1/apis/{name}/logs", params=params,
-                                   timeout=httpx.Timeout(30.0, read=None)) as response:
+            with self._http.stream(method, path, timeout=httpx.Timeout(30.0, read=None),
+                                   **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise error_of(response)
                 yield from response.iter_lines()
         except httpx.TransportError as error:
-            raise ControlError(f"the log stream from {self.url} broke: {error}") from error
+            raise ControlError(f"the {what} stream from {self.url} broke: {error}") from error
 
     # -- hosts -------------------------------------------------------------------------------
     def host(self, name: str) -> HostBody:
@@ -151,14 +149,6 @@ class ControlClient:
         return self._host_stream(f"/v1/hosts/{name}/upgrade", None)
 
     def _host_stream(self, path: str, body: dict[str, Any] | None) -> Iterator[HostEvent]:
-        try:
-            with self._http.stream("POST", path, json=body,
-                                   timeout=httpx.Timeout(30.0, read=None)) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise error_of(response)
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield HostEvent.model_validate_json(line)
-        except httpx.TransportError as error:
-            raise ControlError(f"the host stream from {self.url} broke: {error}") from error
+        for line in self._lines("POST", path, "host", json=body):
+            if line.strip():
+                yield HostEvent.model_validate_json(line)
