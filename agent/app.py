@@ -134,10 +134,10 @@ def create_app(
         return await asyncio.to_thread(host_info, home.root, status, report)
 
     @v1.get("/gpus", response_model=GpuReport)
-    async def get_gpus(history: bool = True) -> GpuReport:
+    async def get_gpus(history: bool = True, since: float | None = None) -> GpuReport:
         if gpus is None:
             return GpuReport(source="none", note="GPU telemetry is off")
-        return gpus.report(history=history)
+        return gpus.report(history=history, since=since)
 
     @v1.get("/replicas", response_model=list[ReplicaInfo])
     async def list_replicas(api: str | None = None) -> list[ReplicaInfo]:

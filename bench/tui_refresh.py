@@ -5,8 +5,8 @@ The app runs headless (`App.run_test`) against a control API that serves 64 host
 control API is a small local Starlette app (uvicorn, in a child process) whose bodies
 are built with the real pydantic models (workbench/controller/schemas.py, workbench/models.py):
 random but plausible values that change every second. The TUI's own code path is unchanged: its
-worker fetches /v1/hosts, /v1/apis and one /v1/hosts/{name}/gpus?history=true per ready host,
-parses them with the same models, then applies the result and redraws the tables.
+worker fetches /v1/hosts, /v1/apis and /v1/gpus (every GPU host's report, history since the last
+poll), parses them with the same models, then applies the result and redraws the tables.
 
 Measured:
 
@@ -46,6 +46,7 @@ from workbench.controller.schemas import (
     ApiDetail,
     ApiSummary,
     EventBody,
+    FleetGpusBody,
     HostBody,
     ReplicaBody,
     ReplicaCounts,
@@ -130,18 +131,22 @@ class Fleet:
                         last_seen=now - (95 if down else 1), info=info, replicas=replicas,
                         message="agent did not answer: timed out" if down else None)
 
-    def gpu_report(self, name: str) -> GpuReport:
+    def gpu_report(self, name: str, since: float | None = None) -> GpuReport:
+        """Like an agent's: the last 10 minutes of 1 Hz samples, or those taken after `since`."""
         gpus = self.gpus_of(name)
-        now = self.now()
+        now = int(self.now())
+        first = now - 599 if since is None else max(now - 599, int(since) + 1)
         history = {}
         for gpu in gpus:
-            r = self.rng(name, gpu.index, "history")
             base = gpu.utilization_gpu or 0.0
-            history[gpu.index] = [
-                GpuSample(at=now - 60 + s, utilization_gpu=max(0.0, min(100.0, base + r.uniform(-20, 20)))
-                          if base else 0.0, memory_used_bytes=gpu.memory_used_bytes,
-                          temperature_c=gpu.temperature_c, power_draw_w=gpu.power_draw_w)
-                for s in range(60)]
+            samples = []
+            for at in range(first, now + 1):
+                r = random.Random(f"{name}:{gpu.index}:{at}")
+                samples.append(GpuSample(
+                    at=float(at), utilization_gpu=max(0.0, min(100.0, base + r.uniform(-20, 20))) if base else 0.0,
+                    memory_used_bytes=gpu.memory_used_bytes, temperature_c=gpu.temperature_c,
+                    power_draw_w=gpu.power_draw_w))
+            history[gpu.index] = samples
         return GpuReport(source="fixture", driver_version="550.54", gpus=gpus, history=history)
 
     def summary(self, api: str) -> ApiSummary:
@@ -194,7 +199,17 @@ def stub_app(fleet: Fleet) -> Starlette:
             return JSONResponse({"detail": "no such host"}, status_code=404)
         if name in fleet.unreachable:
             return JSONResponse({"detail": f"host {name} is unreachable"}, status_code=503)
-        return dump(fleet.gpu_report(name))
+        since = request.query_params.get("since")
+        return dump(fleet.gpu_report(name, float(since) if since else None))
+
+    async def fleet_gpus(request: Request) -> Response:
+        since: dict[str, float] = {}
+        for value in request.query_params.getlist("since"):
+            name, _, at = value.rpartition(":")
+            since[name] = float(at)
+        return JSONResponse(FleetGpusBody(reports={
+            name: fleet.gpu_report(name, since.get(name)) for name in fleet.host_names
+            if name not in fleet.unreachable}).model_dump(mode="json"))
 
     async def apis(request: Request) -> Response:
         return dump([fleet.summary(name) for name in fleet.api_names])
@@ -206,7 +221,7 @@ def stub_app(fleet: Fleet) -> Starlette:
         return dump(fleet.detail(name))
 
     return Starlette(routes=[
-        Route("/v1/hosts", hosts), Route("/v1/hosts/{name}/gpus", gpus),
+        Route("/v1/hosts", hosts), Route("/v1/hosts/{name}/gpus", gpus), Route("/v1/gpus", fleet_gpus),
         Route("/v1/apis", apis), Route("/v1/apis/{name}", api),
     ])
 
@@ -259,6 +274,16 @@ class StubServer:
 
 
 # -- the measurement ----------------------------------------------------------------------------
+def press(app: Any, key: str) -> None:
+    """Hand a key to the app as the terminal driver would. (`Pilot.press` also waits until the
+    whole process is idle, which a 1 Hz poll worker rarely is: it would measure the wait.)"""
+    from textual import events
+
+    event = events.Key(key, key if len(key) == 1 else None)
+    event.set_sender(app)
+    app._driver.send_message(event)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -274,10 +299,16 @@ async def measure(url: str, refreshes: int, keys: int) -> dict[str, list[float]]
 
     handled: list[float] = []
     painted: list[float] = []
+    worker: list[float] = []  # CPU seconds of each poll's worker thread: fetch, parse, build rows
 
     class Timed(WorkbenchApp):
         # relative to the subclass's module otherwise
         CSS_PATH = str(Path(tui_app.__file__).with_name("workbench.tcss"))
+
+        def _poll(self) -> None:
+            started = time.thread_time()
+            super()._poll()
+            worker.append((time.thread_time() - started) * 1000)
 
         def on_polled(self, message: Polled) -> None:
             started = time.perf_counter()
@@ -302,12 +333,13 @@ async def measure(url: str, refreshes: int, keys: int) -> dict[str, list[float]]
         await wait(lambda: isinstance(app.screen, FleetScreen), 30, "the hosts screen")
         handled.clear()
         painted.clear()
+        worker.clear()
         for n in range(keys):  # key presses spread over the polls
             key, target = ("2", ApisScreen) if n % 2 == 0 else ("1", FleetScreen)
             await asyncio.sleep(random.uniform(0.05, 0.5))
             shown = asyncio.get_running_loop().create_future()
             started = time.perf_counter()
-            await pilot.press(key)
+            press(app, key)
             await wait(lambda target=target: isinstance(app.screen, target), 10, "the screen switch")  # type: ignore[misc]
             def mark(shown: asyncio.Future[float] = shown) -> None:
                 if not shown.done():
@@ -317,7 +349,8 @@ async def measure(url: str, refreshes: int, keys: int) -> dict[str, list[float]]
             key_ms.append((await asyncio.wait_for(shown, 10) - started) * 1000)
         await wait(lambda: len(painted) >= refreshes, refreshes * 5 + 30, f"{refreshes} refreshes")
         app.exit()
-    return {"handled": handled[:refreshes], "painted": painted[:refreshes], "key": key_ms}
+    return {"handled": handled[:refreshes], "painted": painted[:refreshes], "key": key_ms,
+            "worker": worker[:refreshes]}
 
 
 def main() -> None:

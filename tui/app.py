@@ -22,7 +22,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from workbench.tui import fmt
-from workbench.tui.backend import Backend, PollResult
+from workbench.tui.backend import Backend
+from workbench.tui.pacing import GarbagePacer
 from workbench.tui.screens.api_detail import ApiDetailScreen
 from workbench.tui.screens.apis import ApisScreen
 from workbench.tui.screens.base import DataScreen
@@ -30,7 +31,8 @@ from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.screens.forms import AddHostScreen, ConfirmScreen, DeployScreen, PredictScreen, ScaleScreen
 from workbench.tui.screens.help import CommandScreen, HelpScreen
 from workbench.tui.screens.logs import LogsScreen
-from workbench.tui.state import FleetState
+from workbench.tui.state import FleetState, StateTracker, later
+from workbench.tui.views import Views, build_views
 
 from workbench.controller.launcher import (
     ControllerConfig,
@@ -41,10 +43,13 @@ from workbench.controller.launcher import (
 
 
 class Polled(Message):
-    def __init__(self, result: PollResult | None, error: str | None):
+    """A poll finished: the new snapshot and the rows made from it (both built in the worker)."""
+
+    def __init__(self, state: FleetState, views: Views, ok: bool):
         super().__init__()
-        self.result = result
-        self.error = error
+        self.state = state
+        self.views = views
+        self.ok = ok
 
 
 class ActionDone(Message):
@@ -78,6 +83,10 @@ class WorkbenchApp(App[None]):
         self.origin = origin
         self.backend = Backend(config.url, config.token)
         self.state = FleetState()
+        self.views = Views()
+        self._tracker = StateTracker()  # touched by the poll worker only
+        self.generation = 0  # polls landed (screens compare it to what they show)
+        self._pacer = GarbagePacer()
         self.interval = interval if interval is not None else float(
             os.environ.get("WORKBENCH_TUI_INTERVAL", "1") or 1)
         self._watched: str | None = None
@@ -90,9 +99,11 @@ class WorkbenchApp(App[None]):
         where = fmt.url(self.config.url)
         attached = self.origin == "attached"
         self.sub_title = f"attached to {where}" if attached else f"started controller {where}"
+        self._pacer.start()
         self._start_poll()
 
     def on_unmount(self) -> None:
+        self._pacer.stop()
         self.backend.close()
 
     # -- polling: one at a time, the next scheduled when the last finished --------------------------
@@ -116,27 +127,32 @@ class WorkbenchApp(App[None]):
         self.run_worker(self._poll, thread=True, group="poll", exit_on_error=False)
 
     def _poll(self) -> None:
+        """Worker thread: fetch, fold into the histories, build every table's rows."""
+        tracker = self._tracker
+        later.empty()
         try:
-            result = self.backend.poll(self._watched)
+            result = self.backend.poll(self._watched, gpu_since=tracker.gpu_since())
         except Exception as error:  # a dead controller must never take the UI down
-            self.post_message(Polled(None, str(error) or type(error).__name__))
-        else:
-            self.post_message(Polled(result, None))
+            self.post_message(Polled(tracker.fail(str(error) or type(error).__name__), self.views, False))
+            return
+        state = tracker.apply(result)
+        self.post_message(Polled(state, build_views(state), True))
 
     def on_polled(self, message: Polled) -> None:
         self._polling = False
-        if message.result is not None:
-            self.state.apply(message.result)
-        else:
-            self.state.fail(message.error or "unknown error")
-        for screen in self.screen_stack:
-            if isinstance(screen, DataScreen) and screen.is_mounted:
-                screen.refresh_from(self.state)
+        later.put(self.state, self.views)  # the previous ones: freed by the next poll's worker
+        self.state = message.state
+        self.views = message.views
+        self.generation += 1
+        self.call_after_refresh(self._pacer.after_paint)
+        shown = next((s for s in reversed(self.screen_stack) if isinstance(s, DataScreen)), None)
+        if shown is not None and shown.is_mounted:  # screens below catch up when resumed
+            shown.refresh_from(self.state)
         if self._again:
             self._again = False
             self._start_poll()
         else:
-            delay = self.interval if message.result is not None else max(self.interval, 2.0)
+            delay = self.interval if message.ok else max(self.interval, 2.0)
             self._timer = self.set_timer(delay, self._start_poll)
 
     # -- navigation ---------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 """Worker-side calls to the controller: everything the TUI asks of the control API.
 
-Runs in worker threads only (never on the UI loop). It uses ControlClient for what ControlClient
-offers, and thin httpx calls with the same URL and token for what it does not offer yet
-(hosts add/upgrade/remove, per-host GPU history, test predictions through the router).
+Runs in worker threads only (never on the UI loop). It uses ControlClient, plus plain httpx for
+what is not a control-API call (test predictions go through the router) and an async log stream
+(so that closing the logs screen cancels it at once).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ from workbench.controller.schemas import (
 from workbench.models import GpuReport
 
 __all__ = ["Backend", "ControlError", "PollResult", "PredictResult"]
+
+FIRST_HISTORY_S = 120.0  # GPU history fetched for a host the first time it is polled
 
 
 @dataclass
@@ -64,7 +66,11 @@ class Backend:
         self.client.close()
 
     # -- polling --------------------------------------------------------------------------------
-    def poll(self, detail_of: str | None = None, gpu_history: bool = True) -> PollResult:
+    def poll(self, detail_of: str | None = None, gpu_history: bool = True,
+             gpu_since: Mapping[str, float] | None = None) -> PollResult:
+        """Hosts, APIs, the watched API's detail and each ready GPU host's report. GPU history:
+        the samples after `gpu_since[host]`, or the last FIRST_HISTORY_S seconds for a host seen
+        for the first time (each poll then moves a sample per GPU, not ten minutes of them)."""
         result = PollResult(at=time.time(), hosts=self.client.hosts(), apis=self.client.apis())
         if detail_of:
             try:
@@ -72,27 +78,17 @@ class Backend:
             except ControlError as error:
                 if error.status != 404:
                     raise
-        if gpu_history:
-            for host in result.hosts:
-                if host.state != "ready" or host.info is None or not host.info.gpus:
-                    continue
-                try:
-                    report = self.gpus(host.name)
-                except ControlError as error:
-                    result.gpu_errors[host.name] = str(error)
-                    continue
-                if report is not None:
-                    result.gpus[host.name] = report
+        gpu_hosts = [h.name for h in result.hosts if h.state == "ready" and h.info and h.info.gpus]
+        if gpu_history and gpu_hosts:
+            since = {name: (gpu_since or {}).get(name, result.at - FIRST_HISTORY_S) for name in gpu_hosts}
+            try:
+                body = self.client.fleet_gpus(since)
+            except ControlError as error:  # hosts and APIs still count; the GPU note says why
+                result.gpu_errors = {name: f"GPU values not read: {error}" for name in gpu_hosts}
+            else:
+                result.gpus = body.reports
+                result.gpu_errors = body.errors
         return result
-
-    def gpus(self, host: str) -> GpuReport | None:
-        """The host's GPU report with history, or None when the host just left."""
-        try:
-            return self.client.gpus(host, history=True)
-        except ControlError as error:
-            if error.status in (404, 405):
-                return None
-            raise
 
     # -- APIs -----------------------------------------------------------------------------------
     def delete(self, name: str) -> DeletedBody:

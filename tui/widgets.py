@@ -1,13 +1,16 @@
-"""Small renderables and widgets: bars, sparklines, the disconnected banner."""
+"""Small renderables and widgets: bars, sparklines, the disconnected banner, the key bar."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual import events
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Static
 from workbench.tui.fmt import NA, frozen
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
@@ -30,7 +33,7 @@ def bar(value: float | None, maximum: float | None, width: int = 10, label: str 
 
 def spark(values: Sequence[float | None], width: int = 16, maximum: float | None = None) -> Text:
     """The last `width` values as a sparkline (gaps for missing values)."""
-    recent = list(values)[-width:]
+    recent = values[-width:]
     if not recent or frozen():  # history length depends on timing: masked in frozen mode
         return Text("·" * width, style="dim")
     known = [v for v in recent if v is not None]
@@ -61,26 +64,63 @@ class Banner(Static):
             self.remove_class("-shown")
 
 
-def fill_table(table: DataTable[Any], rows: list[tuple[str, Sequence[Any]]]) -> None:
-    """Replace the rows of `table`, keeping the cursor on the same row key when it is still there."""
-    current: str | None = None
-    if table.row_count and 0 <= table.cursor_row < table.row_count:
-        with contextlib.suppress(Exception):
-            current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-    table.clear()
-    for key, cells in rows:
-        table.add_row(*cells, key=key)
-    if current is not None:
-        for index, (key, _) in enumerate(rows):
-            if key == current:
-                table.move_cursor(row=index, animate=False)
-                break
+class KeyBar(Widget):
+    """The footer: the bindings that apply now, as one line; click one to press its key.
 
+    Textual's Footer mounts a widget per binding and rebuilds them all whenever the bindings
+    change, which is on every screen switch and focus change (~100 ms on a small machine, most of
+    a screen switch). This draws the same hints as one Text and redraws only when they differ.
+    """
 
-def selected_key(table: DataTable[Any]) -> str | None:
-    if not table.row_count:
-        return None
-    try:
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-    except Exception:
-        return None
+    DEFAULT_CSS = """
+    KeyBar { dock: bottom; height: 1; background: $footer-background; color: $footer-foreground; }
+    KeyBar > .key-bar--key { color: $footer-key-foreground; background: $footer-key-background;
+                             text-style: bold; }
+    KeyBar > .key-bar--description { color: $footer-description-foreground;
+                                     background: $footer-description-background; }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"key-bar--key", "key-bar--description"}
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._hints: tuple[tuple[str, str, str, bool], ...] = ()  # key, shown as, description, enabled
+        self._spans: list[tuple[int, int, str]] = []  # x from, x to, key
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self._bindings_changed(self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen[Any]) -> None:
+        if screen is not self.screen:
+            return
+        hints: list[tuple[str, str, str, bool]] = []
+        seen: set[str] = set()
+        for _node, binding, enabled, _tooltip in screen.active_bindings.values():
+            if binding.show and binding.action not in seen:
+                seen.add(binding.action)
+                hints.append((binding.key, self.app.get_key_display(binding), binding.description, enabled))
+        if tuple(hints) != self._hints:
+            self._hints = tuple(hints)
+            self.refresh()
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("key-bar--key")
+        description_style = self.get_component_rich_style("key-bar--description")
+        text = Text(no_wrap=True, overflow="crop", end="")
+        self._spans = []
+        for key, shown, description, enabled in self._hints:
+            start = text.cell_len
+            dim = Style(dim=not enabled)
+            text.append(f" {shown} ", key_style + dim)
+            text.append(f"{description} ", description_style + dim)
+            self._spans.append((start, text.cell_len, key))
+        return text
+
+    def on_click(self, event: events.Click) -> None:
+        for start, end, key in self._spans:
+            if start <= event.x < end:
+                self.app.simulate_key(key)
+                return

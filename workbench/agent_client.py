@@ -79,9 +79,12 @@ class AgentClient:
     def host(self) -> HostInfo:
         return HostInfo.model_validate(self._request("GET", "/v1/host").json())
 
-    def gpus(self, history: bool = True) -> GpuReport:
-        """The host's GPUs now (processes mapped to replicas) and, with history, ~10 minutes of samples."""
+    def gpus(self, history: bool = True, since: float | None = None) -> GpuReport:
+        """The host's GPUs now (processes mapped to replicas) and, with history, ~10 minutes of
+        samples (only those after `since`, a Unix time, when given)."""
         params = {"history": str(history).lower()}
+        if since is not None:
+            params["since"] = repr(since)
         return GpuReport.model_validate(self._request("GET", "/v1/gpus", params=params).json())
 
     def replicas(self, api: str | None = None) -> list[ReplicaInfo]:

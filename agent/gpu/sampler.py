@@ -90,6 +90,19 @@ class GpuSampler:
         with self._lock:
             return self._latest
 
-    def history(self) -> dict[int, list[GpuSample]]:
+    def history(self, since: float | None = None) -> dict[int, list[GpuSample]]:
+        """Samples per GPU, oldest first; only those taken after `since` (a Unix time) when given,
+        so that a client polling every second fetches one new sample instead of ten minutes."""
         with self._lock:
-            return {index: list(ring) for index, ring in self._history.items()}
+            if since is None:
+                return {index: list(ring) for index, ring in self._history.items()}
+            out: dict[int, list[GpuSample]] = {}
+            for index, ring in self._history.items():
+                newer: list[GpuSample] = []
+                for sample in reversed(ring):  # newest first: stop at the first old one
+                    if sample.at <= since:
+                        break
+                    newer.append(sample)
+                newer.reverse()
+                out[index] = newer
+            return out

@@ -67,7 +67,7 @@ class GpuService:
         reading = self.sampler.latest()
         return (reading.note if reading else None) or self.sampler.probe.note
 
-    def report(self, history: bool = True) -> GpuReport:
+    def report(self, history: bool = True, since: float | None = None) -> GpuReport:
         probe = self.sampler.probe
         return GpuReport(
             source=probe.source,
@@ -76,5 +76,5 @@ class GpuService:
             cuda_driver_version=probe.cuda_driver_version,
             note=self.note(),
             gpus=self.gpus(),
-            history=self.sampler.history() if history else {},
+            history=self.sampler.history(since) if history else {},
         )

@@ -128,6 +128,10 @@ def test_fixture_values_and_history_at_1hz(gclient: httpx.Client) -> None:
     gaps = [b["at"] - a["at"] for a, b in zip(after[-4:], after[-3:], strict=False)]
     assert all(0.8 < gap < 1.3 for gap in gaps), gaps
     assert gclient.get("/v1/gpus", params={"history": "false"}).json()["history"] == {}
+    since = after[-3]["at"]  # only what came after: the last two samples (or a newer third)
+    newer = gclient.get("/v1/gpus", params={"since": since}).json()["history"]["1"]
+    assert [s["at"] for s in newer[:2]] == [s["at"] for s in after[-2:]] and len(newer) <= 4
+    assert all(s["at"] > since for s in newer)
 
 
 def test_values_follow_the_file(gclient: httpx.Client, gpu_file: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from typing import Any
 
 from textual.widgets import DataTable, Input, RichLog, Static, TextArea
 from workbench.tui.app import WorkbenchApp
@@ -13,6 +12,7 @@ from workbench.tui.screens.fleet import FleetScreen
 from workbench.tui.screens.forms import ConfirmScreen, PredictScreen, ScaleScreen
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.logs import LogsScreen
+from workbench.tui.table import LiveTable
 from workbench.tui.widgets import Banner
 
 from tests.controller.helpers import Controller
@@ -25,8 +25,8 @@ def make_app(ctl: Controller) -> WorkbenchApp:
     return WorkbenchApp(ControllerConfig(ctl.url, ctl.token), interval=0.5)
 
 
-def rows(table: DataTable[Any]) -> list[str]:
-    return [str(key.value) for key in table.rows]
+def rows(table: LiveTable) -> list[str]:
+    return table.row_keys
 
 
 async def test_navigation_filter_drill_in_and_back(live: Controller) -> None:
@@ -34,7 +34,7 @@ async def test_navigation_filter_drill_in_and_back(live: Controller) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         assert isinstance(app.screen, FleetScreen)
         assert app.sub_title.startswith("attached to http://127.0.0.1:")
-        hosts = app.screen.query_one("#hosts", DataTable)
+        hosts = app.screen.query_one("#hosts", LiveTable)
         await until(pilot, lambda: "local" in rows(hosts), what="the local host row")
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -46,7 +46,7 @@ async def test_navigation_filter_drill_in_and_back(live: Controller) -> None:
         assert isinstance(app.screen, FleetScreen)
         await pilot.press("2")
         assert isinstance(app.screen, ApisScreen)
-        table = app.screen.query_one("#apis", DataTable)
+        table = app.screen.query_one("#apis", LiveTable)
         await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
         await pilot.press("slash", *"zzz")
         await until(pilot, lambda: rows(table) == [], what="the filter to hide echo")
@@ -58,7 +58,7 @@ async def test_navigation_filter_drill_in_and_back(live: Controller) -> None:
         table.focus()
         await pilot.press("enter")
         assert isinstance(app.screen, ApiDetailScreen)
-        replicas = app.screen.query_one("#replicas", DataTable)
+        replicas = app.screen.query_one("#replicas", LiveTable)
         await until(pilot, lambda: replicas.row_count == 1, what="the replica row")
         await pilot.press("escape")
         assert isinstance(app.screen, ApisScreen)
@@ -75,7 +75,7 @@ async def test_predict_shows_the_answer_and_logs_show_the_print(live: Controller
     app = make_app(live)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
-        table = app.screen.query_one("#apis", DataTable)
+        table = app.screen.query_one("#apis", LiveTable)
         await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
         await pilot.press("p")
         assert isinstance(app.screen, PredictScreen)
@@ -110,7 +110,7 @@ async def test_scale_really_scales(live: Controller) -> None:
     app = make_app(live)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
-        table = app.screen.query_one("#apis", DataTable)
+        table = app.screen.query_one("#apis", LiveTable)
         await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
         await pilot.press("s")
         assert isinstance(app.screen, ScaleScreen)
@@ -122,7 +122,7 @@ async def test_scale_really_scales(live: Controller) -> None:
         await until(pilot, lambda: "2/2" in str(table.get_row("echo")[2]), what="2/2 on screen")
         await pilot.press("enter")
         assert isinstance(app.screen, ApiDetailScreen)
-        replicas = app.screen.query_one("#replicas", DataTable)
+        replicas = app.screen.query_one("#replicas", LiveTable)
         await until(pilot, lambda: replicas.row_count == 2, what="two replica rows")
         await pilot.press("s")
         app.screen.query_one("#replicas", Input).value = "1"
@@ -137,7 +137,7 @@ async def test_restart_replica(live: Controller) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("colon", *"api echo", "enter")
         assert isinstance(app.screen, ApiDetailScreen)
-        replicas = app.screen.query_one("#replicas", DataTable)
+        replicas = app.screen.query_one("#replicas", LiveTable)
         await until(pilot, lambda: replicas.row_count == 1, what="the replica row")
         replicas.focus()
         await pilot.press("r")
@@ -155,7 +155,7 @@ async def test_restart_replica(live: Controller) -> None:
 async def test_controller_killed_shows_banner_and_recovers(live: Controller) -> None:
     app = make_app(live)
     async with app.run_test(size=(100, 30)) as pilot:
-        hosts = app.screen.query_one("#hosts", DataTable)
+        hosts = app.screen.query_one("#hosts", LiveTable)
         await until(pilot, lambda: "local" in rows(hosts), what="the host row")
         banner = app.screen.query_one(Banner)
         assert not banner.has_class("-shown")
@@ -175,7 +175,7 @@ async def test_delete_with_confirm_really_deletes(live: Controller) -> None:
     app = make_app(live)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
-        table = app.screen.query_one("#apis", DataTable)
+        table = app.screen.query_one("#apis", LiveTable)
         await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)

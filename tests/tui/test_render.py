@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from workbench.tui import fmt
-from workbench.tui.screens.fleet import gpu_cells, host_cells
+from workbench.tui.views import gpu_cells, host_cells
 from workbench.tui.widgets import bar, spark
 
 from workbench.controller.schemas import HostBody

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.logs import LogsScreen
+from workbench.tui.table import LiveTable
 
 from tests.controller.helpers import Controller
 from tests.tui.conftest import until
@@ -86,7 +87,7 @@ def test_api_detail(live: Controller, snap_compare: Any) -> None:
         app = pilot.app
         assert isinstance(app, WorkbenchApp)
         await until(pilot, lambda: "echo" in app.state.details, what="the detail")
-        await until(pilot, lambda: app.screen.query_one("#replicas", DataTable).row_count == 1)
+        await until(pilot, lambda: app.screen.query_one("#replicas", LiveTable).row_count == 1)
         await settled(pilot)
 
     assert snap_compare(make_app(live), terminal_size=(120, 36), run_before=before)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 from workbench.tui import fmt
-from workbench.tui.screens.apis import status_text
 from workbench.tui.screens.base import DataScreen
 from workbench.tui.state import FleetState
-from workbench.tui.widgets import fill_table, selected_key, spark
+from workbench.tui.table import LiveTable, Row
+from workbench.tui.views import status_text
+from workbench.tui.widgets import spark
 
 from workbench.controller.schemas import ApiDetail, EventBody
 
@@ -48,16 +47,16 @@ class ApiDetailScreen(DataScreen):
             yield Static("", id="summary")
             yield Static("", id="split")
             yield Static("[b]Replicas[/b]", classes="section")
-            replicas: DataTable[Any] = DataTable(id="replicas", cursor_type="row")
-            replicas.add_columns(*REPLICA_COLUMNS)
+            replicas = LiveTable(id="replicas", cursor_type="row")
+            replicas.set_columns(*REPLICA_COLUMNS)
             yield replicas
             yield Static("[b]Autoscaler decisions[/b]", classes="section")
-            scaling: DataTable[Any] = DataTable(id="autoscale", cursor_type="row", show_cursor=False)
-            scaling.add_columns("AGE", "DECISION", "INPUTS")
+            scaling = LiveTable(id="autoscale", cursor_type="row", show_cursor=False)
+            scaling.set_columns("AGE", "DECISION", "INPUTS")
             yield scaling
             yield Static("[b]Recent events[/b]", classes="section")
-            events: DataTable[Any] = DataTable(id="events", cursor_type="row", show_cursor=False)
-            events.add_columns("AGE", "KIND", "MESSAGE")
+            events = LiveTable(id="events", cursor_type="row", show_cursor=False)
+            events.set_columns("AGE", "KIND", "MESSAGE")
             yield events
 
     def on_mount(self) -> None:
@@ -72,7 +71,7 @@ class ApiDetailScreen(DataScreen):
         self.wb.watch_api(None)
 
     def focus_main(self) -> None:
-        self.query_one("#replicas", DataTable).focus()
+        self.query_one("#replicas", LiveTable).focus()
 
     def show(self, state: FleetState) -> None:
         detail = state.details.get(self.api_name)
@@ -87,21 +86,22 @@ class ApiDetailScreen(DataScreen):
         split.update("traffic split: " + ", ".join(
             f"{t.get('name')} {t.get('weight')}%" + (" (shadow)" if t.get("shadow") else "")
             for t in detail.split))
-        fill_table(self.query_one("#replicas", DataTable), [
-            (r.id, [fmt.short_id(r.id), r.host,
-                    ",".join(map(str, state.gpus_of_replica(r.host, r.id))) or "-",
-                    Text(r.state.value + (" (ejected)" if r.ejected else ""),
-                         style=STATE_STYLE.get(r.state.value, "")),
-                    str(r.in_flight), str(r.restarts), "yes" if r.up_to_date else "no",
-                    fmt.age(r.created_at), fmt.mask(r.message or "")])
+        self.query_one("#replicas", LiveTable).show_rows([
+            Row(r.id, (fmt.short_id(r.id), r.host,
+                       ",".join(map(str, state.gpus_of_replica(r.host, r.id))) or "-",
+                       Text(r.state.value + (" (ejected)" if r.ejected else ""),
+                            style=STATE_STYLE.get(r.state.value, "")),
+                       str(r.in_flight), str(r.restarts), "yes" if r.up_to_date else "no",
+                       fmt.age(r.created_at), fmt.mask(r.message or "")))
             for r in detail.replica_list if self.matches(r.id, r.host, r.state.value, r.message)])
         autoscale = [e for e in detail.events if e.kind == "autoscale"][-10:]
-        fill_table(self.query_one("#autoscale", DataTable), [
-            (str(i), [fmt.age(e.at), fmt.mask(e.message), autoscale_inputs(e)])
+        self.query_one("#autoscale", LiveTable).show_rows([
+            Row(str(i), (fmt.age(e.at), fmt.mask(e.message), autoscale_inputs(e)))
             for i, e in enumerate(reversed(autoscale))])
         events = [e for e in detail.events if self.matches(e.kind, e.message)][-15:]
-        fill_table(self.query_one("#events", DataTable), [
-            (str(i), [fmt.age(e.at), e.kind, fmt.mask(e.message)]) for i, e in enumerate(reversed(events))])
+        self.query_one("#events", LiveTable).show_rows([
+            Row(str(i), (fmt.age(e.at), e.kind, fmt.mask(e.message)))
+            for i, e in enumerate(reversed(events))])
 
     @staticmethod
     def summary_text(detail: ApiDetail, state: FleetState) -> Text:
@@ -112,7 +112,7 @@ class ApiDetailScreen(DataScreen):
         if detail.runtime:
             text.append(f"  runtime {detail.runtime}")
         text.append(f"\nreq/s {fmt.rate(traffic.requests_per_second)} ")
-        text.append_text(spark(list(state.rps.get(detail.name, [])), 20))
+        text.append_text(spark(state.rps.get(detail.name, ()), 20))
         text.append(f"  p50 {fmt.ms(traffic.p50_ms)}  p99 {fmt.ms(traffic.p99_ms)}  in-flight "
                     f"{traffic.in_flight}  2xx {traffic.status_2xx} 4xx {traffic.status_4xx} "
                     f"5xx {traffic.status_5xx}")
@@ -121,7 +121,7 @@ class ApiDetailScreen(DataScreen):
         return text
 
     def selected_replica(self) -> str | None:
-        return selected_key(self.query_one("#replicas", DataTable))
+        return self.query_one("#replicas", LiveTable).selected_key
 
     def action_logs(self) -> None:
         self.wb.open_logs(self.api_name, self.selected_replica())

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, cast
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Header, Input
 from workbench.tui import fmt
 from workbench.tui.state import FleetState
-from workbench.tui.widgets import Banner
+from workbench.tui.widgets import Banner, KeyBar
 
 if TYPE_CHECKING:
     from workbench.tui.app import WorkbenchApp
@@ -24,6 +24,8 @@ class DataScreen(Screen[None]):
     ]
 
     filter_text: str = ""
+    _shown_generation = -1  # the app's poll generation on screen (an int: holding the state
+    # itself would make this screen the one that frees it, on the UI thread)
 
     @property
     def wb(self) -> WorkbenchApp:
@@ -37,17 +39,20 @@ class DataScreen(Screen[None]):
         yield Banner(id="banner")
         yield from self.compose_body()
         yield Input(placeholder="filter (enter to keep, esc to clear)", id="filter", compact=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.query_one("#filter", Input).cursor_blink = not fmt.frozen()
-        self.refresh_from(self.wb.state)
+        self.refresh_from(self.wb.state, force=True)
 
     def on_screen_resume(self) -> None:
-        self.refresh_from(self.wb.state)
+        self.refresh_from(self.wb.state)  # nothing to do when no poll landed while it was hidden
 
-    def refresh_from(self, state: FleetState) -> None:
+    def refresh_from(self, state: FleetState, force: bool = False) -> None:
+        if self.wb.generation == self._shown_generation and not force:
+            return
+        self._shown_generation = self.wb.generation
         banner = self.query_one(Banner)
         if state.error:
             since = fmt.age(state.error_since)

@@ -135,7 +135,7 @@ class LogsScreen(DataScreen):
             self.rerender()
             self.render_status()
 
-    def refresh_from(self, state: FleetState) -> None:
+    def refresh_from(self, state: FleetState, force: bool = False) -> None:
         """A poll changes only the banner here; the log itself follows its own stream."""
         self.query_one(Banner).show_problem(
             f"controller not answering: {fmt.mask(state.error)} · retrying…" if state.error else None)

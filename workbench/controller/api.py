@@ -308,7 +308,11 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         host = fleet.hosts.get(name)
         return host.client if host is not None else None
 
-    app.include_router(gpu_routes(agent_of), dependencies=[Depends(auth)])
+    def gpu_hosts() -> list[str]:
+        return [name for name, host in fleet.hosts.items()
+                if host.state == "ready" and host.info is not None and host.info.gpus]
+
+    app.include_router(gpu_routes(agent_of, gpu_hosts), dependencies=[Depends(auth)])
     return app
 
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.models import BuildEvent, HostInfo, ReplicaState, RuntimeKind
+from workbench.models import BuildEvent, GpuReport, HostInfo, ReplicaState, RuntimeKind
 
 ApiStatus = Literal["live", "updating", "starting", "error", "scaled_to_zero", "pending", "splitter"]
 
@@ -177,3 +177,10 @@ class DeletedBody(BaseModel):
 
 DeployEvent.model_rebuild()
 HostEvent.model_rebuild()
+
+
+class FleetGpusBody(BaseModel):
+    """GET /v1/gpus: every ready GPU host's report, read from the agents in parallel."""
+
+    reports: dict[str, GpuReport] = Field(default_factory=dict)  # by host name
+    errors: dict[str, str] = Field(default_factory=dict)  # hosts whose agent did not answer
