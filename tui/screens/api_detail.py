@@ -59,13 +59,12 @@ class ApiDetailScreen(DataScreen):
             events.set_columns("AGE", "KIND", "MESSAGE")
             yield events
 
+    # Textual calls DataScreen's handlers of these events too, after these: no super() calls.
     def on_mount(self) -> None:
         self.wb.watch_api(self.api_name)
-        super().on_mount()
 
     def on_screen_resume(self) -> None:
         self.wb.watch_api(self.api_name)
-        super().on_screen_resume()
 
     def on_unmount(self) -> None:
         self.wb.watch_api(None)

@@ -52,8 +52,7 @@ class LogsScreen(DataScreen):
         yield Static("", id="log-status")
         yield RichLog(id="log", highlight=False, markup=False, wrap=False, max_lines=KEEP)
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def on_mount(self) -> None:  # DataScreen.on_mount runs after this one (Textual walks the MRO)
         self.render_status()
         self.run_worker(self._follow(), group="logs", exit_on_error=False)
         self.focus_main()
