@@ -356,7 +356,10 @@ async def measure(url: str, refreshes: int, keys: int) -> dict[str, list[float]]
         for n in range(keys):  # screen switches, spread over the polls
             key, target = ("2", ApisScreen) if n % 2 == 0 else ("1", FleetScreen)
             await asyncio.sleep(random.uniform(0.05, 0.5))
-            key_ms.append(await painted_after(key, lambda target=target: isinstance(app.screen, target)))
+            def on_top(target: type = target) -> bool:
+                return isinstance(app.screen, target)
+
+            key_ms.append(await painted_after(key, on_top))
         gpus = app.screen.query_one("#gpus", LiveTable)
         gpus.focus()
         await asyncio.sleep(0.2)
@@ -364,7 +367,10 @@ async def measure(url: str, refreshes: int, keys: int) -> dict[str, list[float]]
             key, step = ("down", 1) if (n // 10) % 2 == 0 else ("up", -1)
             await asyncio.sleep(random.uniform(0.05, 0.3))
             row = gpus.cursor_row
-            move_ms.append(await painted_after(key, lambda row=row, step=step: gpus.cursor_row == row + step))
+            def moved(row: int = row, step: int = step) -> bool:
+                return gpus.cursor_row == row + step
+
+            move_ms.append(await painted_after(key, moved))
         await wait(lambda: len(painted) >= refreshes, refreshes * 5 + 30, f"{refreshes} refreshes")
         app.exit()
     return {"handled": handled[:refreshes], "painted": painted[:refreshes], "key": key_ms,
