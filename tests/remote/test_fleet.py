@@ -230,3 +230,36 @@ def test_changed_host_key_refused_and_nothing_runs(ctl: Controller, bench: Workb
     assert "Nothing was run" in events[-1]["message"]
     assert box0.home_listing() == before
     assert ctl.api("GET", "/v1/hosts/box0").status_code == 404
+
+
+def test_host_added_after_the_deploy_gets_the_build_then_replicas(ctl: Controller, bench: Workbench,
+                                                                   boxes: list[Box]) -> None:
+    """box0 was purged and removed above: added back, it has no bundle of echo. The scheduler
+    picks it for the next replica; its agent answers 404, the controller builds echo there in the
+    background and places that replica elsewhere meanwhile; the next one lands on box0."""
+    box0 = boxes[0]
+    known = bench.home / "known_hosts"  # the previous test planted a wrong key: back to the real one
+    known.write_text("".join(line + "\n" for line in known.read_text().splitlines()
+                             if not line.startswith(box0.known_hosts_name)))
+    events = add_host(ctl, name="box0", target=box0.target, identity=str(box0.client_key),
+                      trust=box0.fingerprint())
+    assert events[-1]["kind"] == "done", events[-1]
+    assert ctl.api("POST", "/v1/apis/echo/scale", json={"replicas": 4}).status_code == 200
+
+    def messages() -> list[str]:
+        answer = ctl.api("GET", "/v1/events", params={"api": "echo", "limit": 100})
+        return [event["message"] for event in answer.json()]
+
+    wait_until(lambda: any("box0 joined after the deploy" in m for m in messages()), 60,
+               what="the catch-up build to start")
+    ctl.wait_ready("echo", 4, timeout=120)  # the 4th replica went elsewhere while box0 builds
+    wait_until(lambda: any("built" in m and "on box0" in m for m in messages()), 240,
+               what="the catch-up build on box0")
+    assert ctl.api("POST", "/v1/apis/echo/scale", json={"replicas": 5}).status_code == 200
+    ctl.wait_ready("echo", 5, timeout=120)
+    where = replica_hosts(ctl)
+    assert "box0" in where.values(), where
+    with httpx.Client(timeout=30) as client:
+        hosts = {where.get(client.post(f"{ctl.url}/echo", json={"i": i}).headers["x-workbench-replica"])
+                 for i in range(40)}
+    assert "box0" in hosts, hosts

@@ -141,6 +141,7 @@ class Deployments:
                 yield event
             artifact, image_hash, was_built = outcome[0]
             built = built or was_built
+        self.reconciler.catchup.built(artifact, [host.name for host in targets])
         request = replica_request(loaded, runtime, artifact, image_hash)
         spec_json = spec.model_dump(mode="json", by_alias=True)
         existing = self.store.get_api(spec.name)

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 
 from workbench.agent_client import AgentError
+from workbench.controller.catchup import CatchUpBuilds
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.rollout import ReplicaView, plan
@@ -56,6 +57,7 @@ class Reconciler:
         self._pass_lock = asyncio.Lock()
         self._failed_since: dict[str, float] = {}
         self._restart_base: dict[str, int] = {}
+        self.catchup = CatchUpBuilds(events)  # builds for hosts that joined after a deploy
 
     # -- driving -----------------------------------------------------------------------------
     def trigger(self) -> None:
@@ -73,6 +75,7 @@ class Reconciler:
 
     async def close(self) -> None:
         """Let graceful stops already under way finish (bounded)."""
+        await self.catchup.close()
         tasks = list(self.retiring.values())
         if tasks:
             await asyncio.wait(tasks, timeout=10)
@@ -177,14 +180,18 @@ class Reconciler:
             if replica.api == record.name and replica.id not in self.retiring:
                 mine[host.name] += 1
         gpus, whole = gpu_usage((h.name, r) for h, r in self.fleet.replicas() if r.state not in GONE_STATES)
-        for _ in range(count):
-            hosts = [HostView(name=h.name, reachable=h.schedulable, info=h.info,
+        lacking = self.catchup.excluded(record.artifact)  # building it there, or that build failed
+        while count > 0:
+            hosts = [HostView(name=h.name, reachable=h.schedulable and h.name not in lacking, info=h.info,
                               used=used.get(h.name, Demand()), api_replicas=mine[h.name],
                               gpu_alloc=gpus.get(h.name, {}), gpu_exclusive=frozenset(whole.get(h.name, ())))
                      for h in self.fleet.hosts.values()]
             placement = place(demand, runtime, hosts)
             if placement.host is None:
-                self._set_message(record, f"pending: no host has room for a replica: {placement.reason}")
+                building = sorted(lacking & {h.name for h in self.fleet.hosts.values() if h.schedulable})
+                waiting = f" (building it on {', '.join(building)})" if building else ""
+                self._set_message(record, f"pending: no host has room for a replica: {placement.reason}"
+                                  f"{waiting}")
                 return
             host = self.fleet.hosts[placement.host]
             pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share
@@ -192,8 +199,13 @@ class Reconciler:
             try:
                 info = await asyncio.to_thread(host.client.create_replica, pinned)
             except AgentError as error:
+                if error.status == 404:  # the host joined after the deploy: no image/bundle there
+                    self.catchup.start(record, host, runtime)
+                    lacking.add(host.name)
+                    continue  # this replica goes elsewhere meanwhile
                 self._set_message(record, f"error: {host.name} refused a replica: {error}")
                 return
+            count -= 1
             self.fleet.note_created(host.name, info)
             u = used.get(host.name, Demand())
             used[host.name] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
