@@ -124,8 +124,10 @@ def main() -> None:
         slow_file = Path(folder) / "slow"
         urls = [stack.enter_context(replica(project, {"sleep_file": str(slow_file) if i == 0 else None}))
                 for i in range(4)]
-        for label, policy, slow in [("all healthy (p2c)", "p2c", None)] + [
-                (f"{p}, one slow", p, slow_file) for p in POLICIES] + [("healthy again (p2c)", "p2c", None)]:
+        runs = [("all healthy (ewma, the default)", "ewma", None)]
+        runs += [(f"{p}, one slow", p, slow_file) for p in POLICIES]
+        runs += [("healthy again (ewma)", "ewma", None)]
+        for label, policy, slow in runs:
             outcome = run(label, urls, policy, args.clients, args.seconds, slow)
             print(outcome.line(), flush=True)
             outcomes.append(outcome)

@@ -98,10 +98,15 @@ class KeyBar(Widget):
             return
         hints: list[tuple[str, str, str, bool]] = []
         seen: set[str] = set()
-        for _node, binding, enabled, _tooltip in screen.active_bindings.values():
+        active = screen.active_bindings
+        for _node, binding, enabled, _tooltip in active.values():
             if binding.show and binding.action not in seen:
                 seen.add(binding.action)
                 hints.append((binding.key, self.app.get_key_display(binding), binding.description, enabled))
+        palette = active.get(self.app.COMMAND_PALETTE_BINDING) if self.app.ENABLE_COMMAND_PALETTE else None
+        if palette is not None:  # hidden from the list above, like Textual's own footer shows it
+            hints.append((palette.binding.key, self.app.get_key_display(palette.binding), "palette",
+                          palette.enabled))
         if tuple(hints) != self._hints:
             self._hints = tuple(hints)
             self.refresh()

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.router", description=__doc__.splitlines()[0])
     parser.add_argument("--api", action="append", default=[], help="NAME=URL[,URL...] (repeatable)")
     policies = ["p2c", "least_outstanding", "round_robin", "ewma"]
-    parser.add_argument("--policy", default="p2c", choices=policies)
+    parser.add_argument("--policy", default="ewma", choices=policies)
     parser.add_argument("--routing", default="{}", help="RoutingSpec fields as JSON")
     parser.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
     parser.add_argument("--host", default="127.0.0.1")

@@ -61,7 +61,7 @@ class _Api:
         self.route: ApiRoute | None = None
         self.routing = RoutingSpec()
         self.pool = Pool()
-        self.policy: Policy = POLICIES["p2c"]
+        self.policy: Policy = POLICIES[self.routing.policy]
         self.budget = RetryBudget(self.routing.retry_budget, self.routing.retry_budget_min)
         self.stats = stats
         self.wake_at = -1e9
@@ -141,7 +141,7 @@ class Router:
             api = self._api(route.name)
             api.route = route
             api.routing = r = route.routing
-            api.policy = POLICIES.get(r.policy, POLICIES["p2c"])
+            api.policy = POLICIES.get(r.policy, POLICIES["ewma"])
             api.budget.configure(r.retry_budget, r.retry_budget_min)
         else:
             self._apis.pop(route.name, None)
