@@ -59,7 +59,7 @@ def replica(project: Path, config: dict | None = None, cpus: set[int] | None = N
 
 
 @contextlib.contextmanager
-def router(apis: dict[str, list[str]], policy: str = "p2c", cpus: set[int] | None = None,
+def router(apis: dict[str, list[str]], policy: str = "ewma", cpus: set[int] | None = None,
            routing: dict | None = None) -> Iterator[str]:
     port = free_port()
     args = [sys.executable, "-m", "workbench.router", "--port", str(port), "--policy", policy,

@@ -38,7 +38,12 @@ http {{
   upstream echo {{ server {upstream}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
-    location /echo {{
+    location = /echo {{
+      proxy_pass http://echo/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+    location /echo/ {{
       proxy_pass http://echo/;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -121,7 +126,9 @@ def main() -> None:
             f"## Router overhead (`bench/router_overhead.py`)\n\n"
             f"{datetime.now(UTC):%Y-%m-%d}, {machine}. One echo replica (process, unpinned); "
             "the router (`python -m workbench.router`, uvicorn + httptools + uvloop, "
-            f"aiohttp upstream pool) pinned to core {min(router_core)} with os.sched_setaffinity; wrk "
+            f"aiohttp upstream pool, policy ewma: the default) pinned to core {min(router_core)} with "
+            "os.sched_setaffinity; nginx, when installed (`apt-get install nginx-light`), as a reference: "
+            "one worker, keep-alive upstream, pinned to the same core; wrk "
             f"(1 thread, unpinned) on the same machine; {args.seconds} s per row after a 1 s warm-up; "
             f"JSON body of {len(BODY)} bytes.{note}\n\n" + "\n".join(table) + "\n",
         )
