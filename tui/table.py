@@ -6,7 +6,8 @@ per poll and per key. Here a row is rendered once into a Strip and kept until it
 a poll that changes ten visible rows renders ten lines, a screen switch renders none.
 
 Rows arrive whole (`show_rows`, usually built in the poll worker) with their keys; the cursor
-stays on its key across updates. Keys: up/down (k/j), page up/down, home/end (g/G), enter.
+stays on its key across updates. Keys: up/down (k/j), page up/down, home/end (g/G), enter, and
+left/right to scroll a table wider than the screen.
 Mouse: click a row to put the cursor on it, click it again to select it.
 """
 
@@ -72,6 +73,8 @@ class LiveTable(ScrollView, can_focus=True):
         Binding("home,g", "cursor_to(0)", "First", show=False),
         Binding("end,G", "cursor_to(-1)", "Last", show=False),
         Binding("enter", "select", "Select", show=False),
+        Binding("left", "scroll_left", "Scroll left", show=False),
+        Binding("right", "scroll_right", "Scroll right", show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {

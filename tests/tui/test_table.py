@@ -81,6 +81,13 @@ async def test_columns_grow_to_the_widest_cell_and_clicks_select() -> None:
         assert table.selected_key == "r1" and app.selected == []
         await pilot.click(LiveTable, offset=(2, 2))
         assert app.selected == ["r1"]
+        table.show_rows(rows("a", "x" * 100))  # wider than the screen: left/right scroll it
+        await pilot.pause()
+        table.focus()
+        await pilot.press("right", "right")
+        assert table.scroll_offset.x > 0
+        await pilot.press("left", "left")
+        assert table.scroll_offset.x == 0
 
 
 def test_column_widths_counts_cells_not_characters() -> None:
