@@ -80,15 +80,20 @@ def test_apis(live: Controller, snap_compare: Any, size: tuple[int, int]) -> Non
     assert snap_compare(make_app(live), terminal_size=size, run_before=before)
 
 
+async def open_detail(pilot: Pilot[Any], name: str, replicas: int) -> None:
+    """`:api NAME`, then wait until its detail and `replicas` replica rows are on screen."""
+    await pilot.press("colon", *f"api {name}", "enter")
+    app = pilot.app
+    assert isinstance(app, WorkbenchApp)
+    await until(pilot, lambda: name in app.state.details, what="the detail")
+    await until(pilot, lambda: app.screen.query_one("#replicas", LiveTable).row_count == replicas)
+    await settled(pilot)
+
+
 def test_api_detail(live: Controller, snap_compare: Any) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await loaded(pilot)
-        await pilot.press("colon", *"api echo", "enter")
-        app = pilot.app
-        assert isinstance(app, WorkbenchApp)
-        await until(pilot, lambda: "echo" in app.state.details, what="the detail")
-        await until(pilot, lambda: app.screen.query_one("#replicas", LiveTable).row_count == 1)
-        await settled(pilot)
+        await open_detail(pilot, "echo", 1)
 
     assert snap_compare(make_app(live), terminal_size=(120, 36), run_before=before)
 

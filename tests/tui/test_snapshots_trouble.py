@@ -32,8 +32,8 @@ import tests.support.sshd as sshd
 from tests.controller.helpers import Controller
 from tests.support.real_parts import Workbench, wait_until
 from tests.support.sshd import Box, require_sshd
-from tests.tui.conftest import add_host, host_of, make_echo, row_keys, until, write_gpus
-from tests.tui.test_snapshots import settled
+from tests.tui.conftest import add_host, host_of, make_echo, until, write_gpus
+from tests.tui.test_snapshots import open_detail, settled
 from workbench.controller.launcher import ControllerConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("frozen")]
@@ -174,12 +174,7 @@ def test_api_detail_of_the_broken_api(trouble: Trouble, snap_compare: Any) -> No
 
     async def before(pilot: Pilot[Any]) -> None:
         await loaded(pilot)
-        await pilot.press("colon", *"api broken", "enter")
-        app = pilot.app
-        assert isinstance(app, WorkbenchApp)
-        await until(pilot, lambda: "broken" in app.state.details, what="the detail")
-        await until(pilot, lambda: len(row_keys(app.screen.query_one("#replicas"))) == 1)
-        await settled(pilot)
+        await open_detail(pilot, "broken", 1)
 
     assert snap_compare(make_app(trouble.ctl), terminal_size=(120, 30), run_before=before)
     assert trouble.failed_replica() == replica, "the replica changed while the snapshot was taken"
