@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -298,4 +299,8 @@ class LiveTable(ScrollView, can_focus=True):
             line.append(pad)
             line.append_text(text)
             line.append(pad)
-        return Strip(list(line.render(self.app.console)), line.cell_len)
+        # Text.render leaves unstyled runs with style None; Textual's line filters (NO_COLOR's
+        # monochrome, dimming) need a Style on every segment
+        segments = [segment if segment.style is not None else Segment(segment.text, style)
+                    for segment in line.render(self.app.console)]
+        return Strip(segments, line.cell_len)

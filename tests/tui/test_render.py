@@ -45,3 +45,38 @@ def test_bars_and_sparks() -> None:
     assert str(bar(50, 100, 4)) == "██░░"
     assert str(spark([0, 100], 4, 100.0)) == "  ▁█"
     assert len(str(spark([], 5))) == 5
+
+
+async def test_no_color_renders_in_greys(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """NO_COLOR=1: every colour on screen is a grey — bars, states, an unreachable host, the header.
+    (The control API is the fixed stub of bench/tui_refresh.py: colours only, no real parts needed.)"""
+    import re
+
+    from workbench.tui.app import WorkbenchApp
+
+    from bench.tui_refresh import Fleet, StubServer
+    from workbench.controller.launcher import ControllerConfig
+
+    async def shot(url: str, no_color: bool) -> set[tuple[int, int, int]]:
+        if no_color:
+            monkeypatch.setenv("NO_COLOR", "1")
+        else:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        app = WorkbenchApp(ControllerConfig(url, "token"), interval=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            for _ in range(200):
+                if app.state.loaded:
+                    break
+                await pilot.pause(0.05)
+            await pilot.pause(0.3)
+            svg = app.export_screenshot()
+        assert "gpu-01" in svg and "unreachable" in svg
+        found = re.findall(r"(?:fill|color):\s*#([0-9a-fA-F]{6})", svg)
+        return {(int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)) for c in found}
+
+    fleet = Fleet(hosts=4, gpus=2, apis=3, fixed=True, unreachable=("gpu-01",), failed_api="api-01")
+    with StubServer(fleet, thread=True) as stub:
+        coloured = await shot(stub.url, False)
+        grey = await shot(stub.url, True)
+    assert any(max(c) - min(c) > 40 for c in coloured)  # without it: real colours
+    assert grey and all(max(c) - min(c) <= 8 for c in grey), sorted(grey)
