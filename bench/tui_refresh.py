@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from workbench.controller.gpu_api import parse_since
 from workbench.controller.schemas import (
     ApiDetail,
     ApiSummary,
@@ -205,10 +206,7 @@ def stub_app(fleet: Fleet) -> Starlette:
         return dump(fleet.gpu_report(name, float(since) if since else None))
 
     async def fleet_gpus(request: Request) -> Response:
-        since: dict[str, float] = {}
-        for value in request.query_params.getlist("since"):
-            name, _, at = value.rpartition(":")
-            since[name] = float(at)
+        since = parse_since(request.query_params.getlist("since"))
         return JSONResponse(FleetGpusBody(reports={
             name: fleet.gpu_report(name, since.get(name)) for name in fleet.host_names
             if name not in fleet.unreachable}).model_dump(mode="json"))
