@@ -136,19 +136,12 @@ class LiveTable(ScrollView, can_focus=True):
         self._resize()
 
     @property
-    def rows(self) -> Sequence[Row]:
-        return self._rows
-
-    @property
     def row_keys(self) -> list[str]:
         return [row.key for row in self._rows]
 
     @property
     def row_count(self) -> int:
         return len(self._rows)
-
-    def get_row_at(self, index: int) -> tuple[Any, ...]:
-        return self._rows[index].cells
 
     def get_row(self, key: str) -> tuple[Any, ...]:
         """The cells of the row with `key` (KeyError when there is none)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RichLog, Static, TextArea
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.api_detail import ApiDetailScreen
@@ -27,6 +28,14 @@ def make_app(ctl: Controller) -> WorkbenchApp:
 
 def rows(table: LiveTable) -> list[str]:
     return table.row_keys
+
+
+async def apis_with_echo(pilot: Pilot[None]) -> LiveTable:
+    """Switch to the APIs screen and wait for the echo row; its table."""
+    await pilot.press("2")
+    table = pilot.app.screen.query_one("#apis", LiveTable)
+    await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
+    return table
 
 
 async def test_navigation_filter_drill_in_and_back(live: Controller) -> None:
@@ -74,9 +83,7 @@ async def test_navigation_filter_drill_in_and_back(live: Controller) -> None:
 async def test_predict_shows_the_answer_and_logs_show_the_print(live: Controller) -> None:
     app = make_app(live)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        table = app.screen.query_one("#apis", LiveTable)
-        await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
+        await apis_with_echo(pilot)
         await pilot.press("p")
         assert isinstance(app.screen, PredictScreen)
         app.screen.query_one("#payload", TextArea).text = '{"word": "marmalade"}'
@@ -109,9 +116,7 @@ async def test_predict_shows_the_answer_and_logs_show_the_print(live: Controller
 async def test_scale_really_scales(live: Controller) -> None:
     app = make_app(live)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        table = app.screen.query_one("#apis", LiveTable)
-        await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
+        table = await apis_with_echo(pilot)
         await pilot.press("s")
         assert isinstance(app.screen, ScaleScreen)
         box = app.screen.query_one("#replicas", Input)
@@ -174,9 +179,7 @@ async def test_controller_killed_shows_banner_and_recovers(live: Controller) -> 
 async def test_delete_with_confirm_really_deletes(live: Controller) -> None:
     app = make_app(live)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        table = app.screen.query_one("#apis", LiveTable)
-        await until(pilot, lambda: rows(table) == ["echo"], what="the echo row")
+        table = await apis_with_echo(pilot)
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # no: nothing happens
