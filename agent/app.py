@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,8 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from workbench.agent.auth import bearer_auth
-from workbench.agent.buildctx import ContextError, inspect_context
-from workbench.agent.errors import BadRequest, Unavailable, install_error_handlers
+from workbench.agent.buildctx import BadContext, inspect_context
 from workbench.agent.gpu import metrics as gpu_metrics
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
@@ -25,7 +25,9 @@ from workbench.agent.runtimes.docker import DockerRuntime
 from workbench.agent.supervisor import Supervisor
 
 from workbench import __version__
-from workbench.models import BuildEvent, DockerStatus, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
+from workbench.wire.agent import BuildEvent, DockerStatus, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
+from workbench.wire.errors import BadRequest, Unavailable
+from workbench.wire.handlers import install_error_handlers
 
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
@@ -115,7 +117,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, log=logging.getLogger("workbench.agent"),
+                           validation_prefix="invalid request: ")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -202,7 +205,7 @@ def create_app(
                 async for chunk in request.stream():
                     f.write(chunk)
             await asyncio.to_thread(inspect_context, path)
-        except ContextError as e:
+        except BadContext as e:
             path.unlink(missing_ok=True)
             raise BadRequest(str(e)) from e
         except BaseException:

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.wire.errors import BadRequest
+
 SPEC_NAME = "workbench-build.json"
 
 
-class ContextError(ValueError):
+class BadContext(BadRequest):
     """The upload is not a usable build context."""
 
 
@@ -34,14 +36,14 @@ class BuildSpec:
 def _str_list(data: dict[str, Any], key: str) -> list[str]:
     value = data.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ContextError(f"{SPEC_NAME}: {key} must be a list of strings")
+        raise BadContext(f"{SPEC_NAME}: {key} must be a list of strings")
     return value
 
 
 def _opt_str(data: dict[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is not None and not isinstance(value, str):
-        raise ContextError(f"{SPEC_NAME}: {key} must be a string or null")
+        raise BadContext(f"{SPEC_NAME}: {key} must be a string or null")
     return value
 
 
@@ -52,14 +54,14 @@ def parse_spec(raw: bytes | None) -> BuildSpec:
     try:
         data = json.loads(raw)
     except ValueError as e:
-        raise ContextError(f"{SPEC_NAME} is not valid JSON: {e}") from e
+        raise BadContext(f"{SPEC_NAME} is not valid JSON: {e}") from e
     if not isinstance(data, dict):
-        raise ContextError(f"{SPEC_NAME} must be a JSON object")
+        raise BadContext(f"{SPEC_NAME} must be a JSON object")
     commands = data.get("build_commands") or []
     if not isinstance(commands, list) or not all(
         isinstance(c, list) and c and all(isinstance(a, str) for a in c) for c in commands
     ):
-        raise ContextError(f"{SPEC_NAME}: build_commands must be a list of argv lists")
+        raise BadContext(f"{SPEC_NAME}: build_commands must be a list of argv lists")
     return BuildSpec(
         artifact=_opt_str(data, "artifact"),
         image_hash=_opt_str(data, "image_hash"),
@@ -82,15 +84,15 @@ def inspect_context(path: Path) -> tuple[BuildSpec, list[str]]:
             for member in tar:
                 name = member.name.removeprefix("./")
                 if name.startswith("/") or ".." in Path(name).parts:
-                    raise ContextError(f"unsafe path in build context: {member.name!r}")
+                    raise BadContext(f"unsafe path in build context: {member.name!r}")
                 if not (member.isfile() or member.isdir()):
-                    raise ContextError(f"build context may hold only files and folders: {member.name!r}")
+                    raise BadContext(f"build context may hold only files and folders: {member.name!r}")
                 names.append(name)
                 if name == SPEC_NAME and member.isfile():
                     f = tar.extractfile(member)
                     raw = f.read() if f else None
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise ContextError(f"build context must be a gzip'd tar archive: {e}") from e
+        raise BadContext(f"build context must be a gzip'd tar archive: {e}") from e
     return parse_spec(raw), names
 
 
@@ -115,7 +117,7 @@ def extract_context(path: Path, root: Path) -> None:
         members = []
         for member in tar.getmembers():
             if not (member.isfile() or member.isdir()):
-                raise ContextError(f"build context may hold only files and folders: {member.name!r}")
+                raise BadContext(f"build context may hold only files and folders: {member.name!r}")
             member.mode &= 0o755
             members.append(member)
         tar.extractall(root, members=members)

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 
 from workbench import __version__
-from workbench.models import DockerStatus, GpuReport, HostInfo, RuntimeKind
+from workbench.wire.agent import DockerStatus, GpuReport, HostInfo
+from workbench.wire.replica import RuntimeKind
 
 
 def host_info(home: Path, docker: DockerStatus, gpus: GpuReport | None = None) -> HostInfo:

@@ -17,7 +17,10 @@ from urllib.parse import quote, urlsplit
 
 import h11
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
+
+from workbench.wire.errors import UpstreamFailed
+from workbench.wire.handlers import error_response
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 300.0  # longest silence from a replica (a slow prediction) before 504
@@ -31,12 +34,12 @@ _DROP_REQUEST = HOP_BY_HOP | {b"host", b"authorization", b"content-length"}
 _DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}  # uvicorn sets its own
 
 
-class UpstreamError(Exception):
+class UpstreamError(UpstreamFailed):
     """The replica could not be reached or broke off before answering."""
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str) -> Response:
+    return error_response(status, message)
 
 
 def _named_in_connection(headers: list[tuple[bytes, bytes]]) -> set[bytes]:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from workbench.agent.errors import AgentError, BadRequest, Conflict, NotFound, Unavailable
 from workbench.agent.gpu.alloc import Allocation, conflict, resolve
 from workbench.agent.gpu.procmap import ReplicaRef
 from workbench.agent.probe import is_ready
@@ -23,7 +22,8 @@ from workbench.agent.runtimes.base import (
     describe_exit,
 )
 
-from workbench.models import ReplicaInfo, ReplicaRequest, ReplicaState
+from workbench.wire.agent import ReplicaInfo, ReplicaRequest, ReplicaState
+from workbench.wire.errors import BadRequest, Conflict, Failed, NotFound, Unavailable
 
 log = logging.getLogger("workbench.agent.supervisor")
 
@@ -287,7 +287,7 @@ class Supervisor:
         except RuntimeUnavailable as e:
             raise Unavailable(str(e)) from e
         except Exception as e:
-            raise AgentError(f"cannot start replica: {e}") from e
+            raise Failed(f"cannot start replica: {e}") from e
         r = Replica(runtime=rt, handle=handle)
         self.replicas[replica_id] = r
         log.info("created %s replica %s of %s", rt.kind, replica_id, request.api)

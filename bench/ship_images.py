@@ -34,8 +34,8 @@ from workbench.remote.tunnel import RemoteHost  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from tests.support.sshd import sshd_boxes, sshd_missing  # noqa: E402
 from workbench.deploy import ensure_artifact  # noqa: E402
-from workbench.models import BuildEvent  # noqa: E402
 from workbench.spec.loader import load_specs  # noqa: E402
+from workbench.wire.agent import BuildEvent  # noqa: E402
 
 
 def _drain(events: Iterable[BuildEvent]) -> str | None:

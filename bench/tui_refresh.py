@@ -44,7 +44,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from workbench.controller.gpu_api import parse_since
-from workbench.controller.schemas import (
+from workbench.wire.agent import DockerStatus, GpuInfo, GpuReport, GpuSample, HostInfo
+from workbench.wire.control import (
     ApiDetail,
     ApiSummary,
     EventBody,
@@ -54,7 +55,6 @@ from workbench.controller.schemas import (
     ReplicaCounts,
     TrafficBody,
 )
-from workbench.models import DockerStatus, GpuInfo, GpuReport, GpuSample, HostInfo
 
 GIB = 1024**3
 FIXED_NOW = 1_790_000_000.0  # the clock of fixed (snapshot) bodies

@@ -33,7 +33,7 @@ from workbench.remote.sshconfig import resolve  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from bench.wrk import LoadResult, require_wrk, run_wrk  # noqa: E402
 from tests.support.sshd import sshd_boxes, sshd_missing  # noqa: E402
-from workbench.models import RUNTIME_CONFIG_ENV, RuntimeConfig, ServingConfig  # noqa: E402
+from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig, ServingConfig  # noqa: E402
 
 PAYLOADS = {"100 B": json.dumps({"text": "x" * 88}), "1 MB": json.dumps({"text": "x" * 1_000_000})}
 

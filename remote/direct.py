@@ -13,7 +13,7 @@ import httpx
 from workbench.remote.errors import RemoteError
 from workbench.remote.sshconfig import check_host, check_port
 
-from workbench.agent_client import AgentClient
+from workbench.clients.agent import AgentClient
 
 
 class DirectHost:

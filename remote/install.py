@@ -23,7 +23,8 @@ from workbench.remote.layout import Layout
 from workbench.remote.preflight import required_python
 
 import workbench
-from workbench.agent_client import AgentClient, AgentError
+from workbench.clients.agent import AgentClient
+from workbench.wire.errors import WorkbenchError
 
 Progress = Callable[[str, str], None]
 STEPS = ("build wheel", "resolve wheelhouse", "upload", "create venv", "install", "configure", "start",
@@ -227,7 +228,7 @@ def remove(host: SSHHost, *, purge: bool = False, progress: Progress | None = No
                 for replica in client.replicas():
                     say("stop replicas", replica.id)
                     client.delete_replica(replica.id, grace=10)
-            except AgentError as error:
+            except WorkbenchError as error:
                 raise RemoteError(f"cannot stop the replicas on {host.settings.display}: {error}; "
                                   "nothing was removed") from error
     say("stop agent", "")

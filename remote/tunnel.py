@@ -20,7 +20,7 @@ from workbench.remote.openssh import OpenSSHForward
 from workbench.remote.preflight import Check, preflight
 from workbench.remote.sshconfig import HostSettings, resolve
 
-from workbench.agent_client import AgentClient
+from workbench.clients.agent import AgentClient
 
 TunnelKind = Literal["paramiko", "openssh"]
 #: The faster tunnel for prediction-sized requests (bench/tunnel.py, docs/benchmarks.md), and the

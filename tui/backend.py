@@ -1,22 +1,28 @@
-"""Worker-side calls to the controller: everything the TUI asks of the control API.
+"""The TUI's one door to the world: the async control client (and, for test predictions, the
+public router client) running on an event loop of their own, in a background thread.
 
-Runs in worker threads only (never on the UI loop). It uses ControlClient, plus plain httpx for
-what is not a control-API call (test predictions go through the router) and an async log stream
-(so that closing the logs screen cancels it at once).
+The screens never do I/O. Their workers call this adapter: thread workers through the blocking
+methods (which wait on the backend loop, so parsing a large fleet's answer never runs on the UI
+loop), the log screen through :meth:`Backend.follow_logs`, an async iterator on the UI loop whose
+cancellation closes the stream at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import queue
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
-
-from workbench.control_client import ControlClient, ControlError, error_of
-from workbench.controller.schemas import (
+from workbench.client import AsyncClient
+from workbench.clients.control import AsyncControlClient
+from workbench.wire.agent import GpuReport
+from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
     ApiSummary,
@@ -25,13 +31,17 @@ from workbench.controller.schemas import (
     DeployRequest,
     HostBody,
     HostEvent,
+    RemovedHostBody,
     ScaleRequest,
 )
-from workbench.models import GpuReport
+from workbench.wire.errors import NotFound, WorkbenchError
 
-__all__ = ["Backend", "ControlError", "PollResult", "PredictResult"]
+__all__ = ["Backend", "PollResult", "PredictResult", "WorkbenchError"]
 
 FIRST_HISTORY_S = 120.0  # GPU history fetched for a host the first time it is polled
+PREDICT_TIMEOUT_S = 60.0
+T = TypeVar("T")
+_END = object()
 
 
 @dataclass
@@ -55,15 +65,59 @@ class PredictResult:
 
 
 class Backend:
-    """The TUI's one door to the controller at `url`."""
+    """The controller at `url`, reached through clients that live on the backend's own loop."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 5.0):
         self.url = url.rstrip("/")
-        self.token = token
-        self.client = ControlClient(self.url, token, timeout=timeout)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tui-backend", daemon=True)
+        self._thread.start()
+
+        async def make() -> tuple[AsyncControlClient, AsyncClient]:
+            return (AsyncControlClient(self.url, token, timeout=timeout),
+                    AsyncClient(self.url, timeout=PREDICT_TIMEOUT_S))
+
+        self.client, self._router = self._wait(make())
 
     def close(self) -> None:
-        self.client.close()
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._wait(self._close_clients(), timeout=5.0)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _close_clients(self) -> None:
+        await self.client.aclose()
+        await self._router.aclose()
+
+    def _wait(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `work` on the backend loop; block the calling (worker) thread until it is done."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout)
+
+    def _iterate(self, stream: AsyncIterator[T]) -> Iterator[T]:
+        """A stream of the backend loop, read from a worker thread."""
+        items: queue.Queue[Any] = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for item in stream:
+                    items.put(item)
+            except BaseException as error:  # handed to the reader, cancellation included
+                items.put(error)
+            finally:
+                items.put(_END)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        try:
+            while (item := items.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            future.cancel()
 
     # -- polling --------------------------------------------------------------------------------
     def poll(self, detail_of: str | None = None, gpu_history: bool = True,
@@ -71,19 +125,21 @@ class Backend:
         """Hosts, APIs, the watched API's detail and each ready GPU host's report. GPU history:
         the samples after `gpu_since[host]`, or the last FIRST_HISTORY_S seconds for a host seen
         for the first time (each poll then moves a sample per GPU, not ten minutes of them)."""
-        result = PollResult(at=time.time(), hosts=self.client.hosts(), apis=self.client.apis())
+        return self._wait(self._poll(detail_of, gpu_history, dict(gpu_since or {})))
+
+    async def _poll(self, detail_of: str | None, gpu_history: bool,
+                    gpu_since: dict[str, float]) -> PollResult:
+        hosts, apis = await asyncio.gather(self.client.hosts(), self.client.apis())
+        result = PollResult(at=time.time(), hosts=hosts, apis=apis)
         if detail_of:
-            try:
-                result.detail = self.client.api(detail_of)
-            except ControlError as error:
-                if error.status != 404:
-                    raise
+            with contextlib.suppress(NotFound):
+                result.detail = await self.client.api(detail_of)
         gpu_hosts = [h.name for h in result.hosts if h.state == "ready" and h.info and h.info.gpus]
         if gpu_history and gpu_hosts:
-            since = {name: (gpu_since or {}).get(name, result.at - FIRST_HISTORY_S) for name in gpu_hosts}
+            since = {name: gpu_since.get(name, result.at - FIRST_HISTORY_S) for name in gpu_hosts}
             try:
-                body = self.client.fleet_gpus(since)
-            except ControlError as error:  # hosts and APIs still count; the GPU note says why
+                body = await self.client.fleet_gpus(since)
+            except WorkbenchError as error:  # hosts and APIs still count; the GPU note says why
                 result.gpu_errors = {name: f"GPU values not read: {error}" for name in gpu_hosts}
             else:
                 result.gpus = body.reports
@@ -92,59 +148,70 @@ class Backend:
 
     # -- APIs -----------------------------------------------------------------------------------
     def delete(self, name: str) -> DeletedBody:
-        return self.client.delete(name)
+        return self._wait(self.client.delete(name))
 
     def scale(self, name: str, request: ScaleRequest) -> ApiSummary:
-        return self.client.scale(name, request)
+        return self._wait(self.client.scale(name, request))
 
     def restart(self, name: str, replica_id: str) -> None:
-        self.client.restart(name, replica_id)
+        self._wait(self.client.restart(name, replica_id))
 
     def deploy(self, request: DeployRequest) -> Iterator[DeployEvent]:
-        return self.client.deploy(request)
+        return self._iterate(self.client.deploy(request))
 
     def predict(self, name: str, payload: str) -> PredictResult:
         """POST `payload` (JSON text, or plain text) to the router at controller URL + /name."""
+        return self._wait(self._predict(name, payload))
+
+    async def _predict(self, name: str, payload: str) -> PredictResult:
         try:
             json.loads(payload)
-            headers = {"Content-Type": "application/json"}
+            content_type = "application/json"
         except ValueError:
-            headers = {"Content-Type": "text/plain"}
+            content_type = "text/plain"
         started = time.perf_counter()
         try:
-            response = httpx.post(f"{self.url}/{name}", content=payload.encode(), headers=headers,
-                                  timeout=60.0)
-        except httpx.HTTPError as error:
-            return PredictResult(None, "", (time.perf_counter() - started) * 1000,
-                                 f"cannot reach the router at {self.url}: {error}")
-        latency = (time.perf_counter() - started) * 1000
-        return PredictResult(response.status_code, response.text, latency)
+            response = await self._router.predict_response(name, data=payload.encode(),
+                                                           headers={"Content-Type": content_type})
+        except WorkbenchError as error:
+            latency = (time.perf_counter() - started) * 1000
+            answer = error.response
+            if answer is None:  # nothing answered
+                return PredictResult(None, "", latency, f"cannot reach the router at {self.url}: {error}")
+            return PredictResult(answer.status_code, answer.text, latency)
+        return PredictResult(response.status_code, response.text, (time.perf_counter() - started) * 1000)
 
     async def follow_logs(self, name: str, *, tail: int = 200,
                           replica: str | None = None) -> AsyncIterator[str]:
-        """GET /v1/apis/{name}/logs?follow=true as lines. Async so that cancelling the worker that
-        reads it ends it at once (a thread blocked in a socket read cannot be interrupted)."""
-        params: dict[str, Any] = {"tail": tail, "follow": "true"}
-        if replica:
-            params["replica"] = replica
-        async with httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
-                                     timeout=httpx.Timeout(10.0, read=None)) as client:
+        """The API's log lines as they come, on the caller's (UI) loop; closing the iterator (a
+        cancelled worker) ends the stream at once."""
+        ui = asyncio.get_running_loop()
+        lines: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pump() -> None:
             try:
-                async with client.stream("GET", f"/v1/apis/{name}/logs", params=params) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise error_of(response)
-                    async for line in response.aiter_lines():
-                        yield line
-            except httpx.TransportError as error:
-                raise ControlError(f"the log stream from {self.url} broke: {error}") from error
+                async for line in self.client.logs(name, tail=tail, follow=True, replica=replica):
+                    ui.call_soon_threadsafe(lines.put_nowait, line)
+            except WorkbenchError as error:
+                ui.call_soon_threadsafe(lines.put_nowait, error)
+            finally:
+                ui.call_soon_threadsafe(lines.put_nowait, _END)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        try:
+            while (item := await lines.get()) is not _END:
+                if isinstance(item, WorkbenchError):
+                    raise item
+                yield item
+        finally:
+            future.cancel()
 
     # -- hosts ----------------------------------------------------------------------------------
     def add_host(self, request: AddHostRequest) -> Iterator[HostEvent]:
-        return self.client.add_host(request)
+        return self._iterate(self.client.add_host(request))
 
     def upgrade_host(self, name: str) -> Iterator[HostEvent]:
-        return self.client.upgrade_host(name)
+        return self._iterate(self.client.upgrade_host(name))
 
-    def remove_host(self, name: str) -> Any:
-        return self.client.remove_host(name)
+    def remove_host(self, name: str) -> RemovedHostBody:
+        return self._wait(self.client.remove_host(name))

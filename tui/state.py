@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 
 from workbench.tui.backend import PollResult
 
-from workbench.controller.schemas import ApiDetail, ApiSummary, HostBody
-from workbench.models import GpuInfo, GpuReport
+from workbench.wire.agent import GpuInfo, GpuReport
+from workbench.wire.control import ApiDetail, ApiSummary, HostBody
 
 HISTORY = 120  # points kept per sparkline (one per poll or per GPU sample, about 2 minutes)
 

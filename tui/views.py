@@ -17,8 +17,8 @@ from workbench.tui.state import FleetState
 from workbench.tui.table import Row, column_widths
 from workbench.tui.widgets import bar, spark
 
-from workbench.controller.schemas import ApiSummary, HostBody
-from workbench.models import GpuInfo
+from workbench.wire.agent import GpuInfo
+from workbench.wire.control import ApiSummary, HostBody
 
 HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPL")
 GPU_COLUMNS = ("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "RECENT UTIL", "USED BY")

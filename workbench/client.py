@@ -8,20 +8,30 @@ one client and reuse it, preferably as a context manager.
 Payloads: a dict or list (or number, bool) is sent as JSON, a str as ``text/plain``, bytes as
 ``application/octet-stream``; ``json=`` and ``data=`` say it explicitly. Answers: parsed JSON
 for JSON, ``str`` for ``text/*``, ``bytes`` otherwise. Every failure is a
-:class:`WorkbenchError` that says what went wrong and what to do.
+:class:`WorkbenchError` (the wire's one error family) that says what went wrong and what to do.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json as jsonlib
 import os
-import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+
+from workbench.clients.core import DEFAULT, AsyncCore, Call, SyncCore
+from workbench.wire.errors import (
+    ConnectionFailed,
+    NotFound,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+    WorkbenchError,
+    error_text,
+    parse_retry_after,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -39,34 +49,13 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:8765"
 URL_ENV = "WORKBENCH_URL"
 API_KEY_ENV = "WORKBENCH_API_KEY"
-_ERROR_TEXT_LIMIT = 1000
 
 _UNSET: Any = object()
 
 Params = Mapping[str, Any] | list[tuple[str, Any]] | None
 
 
-# -- errors --------------------------------------------------------------------------------
-
-
-class WorkbenchError(Exception):
-    """Base of every error the client raises. `response` is the router's answer, when there was one."""
-
-    def __init__(
-        self, message: str, *, api: str | None = None, url: str | None = None,
-        status: int | None = None, response: httpx.Response | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.api = api
-        self.url = url
-        self.status = status
-        self.response = response
-        #: the router's X-Request-ID for this request, to find it in `workbench logs`
-        self.request_id = response.headers.get("x-request-id") if response is not None else None
-
-
-class APINotFound(WorkbenchError):
+class APINotFound(NotFound):
     """404 from the router: no API by that name. `apis` lists the ones it knows."""
 
     def __init__(self, message: str, *, apis: list[str], **kwargs: Any) -> None:
@@ -77,38 +66,8 @@ class APINotFound(WorkbenchError):
 class PredictionError(WorkbenchError):
     """The predictor (or the router on its behalf) answered 4xx/5xx. `error` is the server's text."""
 
-    def __init__(self, message: str, *, error: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.error = error
 
-
-class Unavailable(WorkbenchError):
-    """503: no replica could take the request now (queues full, none ready). Retry after `retry_after` s."""
-
-    def __init__(self, message: str, *, retry_after: float | None, error: str = "", **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-        self.error = error
-
-
-class Timeout(WorkbenchError):
-    """No answer in time. `source` is "router" (it answered 504) or "client" (this client gave up)."""
-
-    def __init__(self, message: str, *, source: Literal["router", "client"], **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.source = source
-
-
-class ConnectionFailed(WorkbenchError):
-    """Nothing answered at the router's address."""
-
-
-class Unauthorized(WorkbenchError):
-    """401/403: the router wants an API key (or a different one)."""
-
-
-# -- shared request / response handling ----------------------------------------------------
-
+# -- building the call (no I/O) ------------------------------------------------------------
 
 def _resolve_url(url: str | None) -> str:
     chosen = url or os.environ.get(URL_ENV) or DEFAULT_URL
@@ -129,20 +88,6 @@ def _resolve_key(api_key: str | None) -> str | None:
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _client_options(url: str, api_key: str | None, timeout: float | None) -> dict[str, Any]:
-    headers = {"User-Agent": "workbench-client"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return {
-        "base_url": url,
-        "headers": headers,
-        "timeout": timeout,
-        # A proxy from HTTP_PROXY must not capture requests to the router on this machine.
-        "trust_env": not _is_loopback(url),
-        "follow_redirects": False,
-    }
 
 
 def _path(api: str) -> str:
@@ -211,80 +156,93 @@ def _decode(response: httpx.Response) -> Any:
     return response.content
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The server's own words: JSON "error" (workbench) or "detail" (FastAPI), else the body."""
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
-            if key in body:
-                value = body[key]
-                return value if isinstance(value, str) else jsonlib.dumps(value)
-    text = response.text.strip() if response.content else ""
-    if len(text) > _ERROR_TEXT_LIMIT:
-        text = text[:_ERROR_TEXT_LIMIT] + "…"
-    return text
+def predict_call(
+    api: str, payload: Any = None, *, json: Any = _UNSET, data: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None, params: Params = None, timeout: float | None = _UNSET,
+) -> Call[httpx.Response]:
+    """POST the payload to the API's route on the router."""
+    content, content_type = _body(payload, json, data)
+    return Call("POST", _path(api), params=params, content=content, headers=_headers(content_type, headers),
+                timeout=DEFAULT if timeout is _UNSET else timeout, context={"api": api})
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+# -- reading the answer --------------------------------------------------------------------
 
 
-def _check(response: httpx.Response, api: str, url: str, has_key: bool) -> httpx.Response:
-    """Raise the error that names the cause for a non-2xx answer."""
-    status = response.status_code
-    if status < 400:
-        return response
-    context: dict[str, Any] = {"api": api, "url": url, "status": status, "response": response}
-    error = _error_text(response)
-    detail = f": {error}" if error else ""
-    if status in (401, 403):
-        if has_key:
-            hint = f"the API key given (api_key= or {API_KEY_ENV}) was not accepted"
-        else:
-            hint = f"pass api_key=... to the client or set {API_KEY_ENV}"
-        what = "requires an API key" if status == 401 and not has_key else "refused the request"
-        raise Unauthorized(
-            f"the router at {url} {what} for API {api!r} ({status}{detail}); {hint}", **context
-        )
-    if status == 404:
-        body = _json_or_none(response)
-        if isinstance(body, dict) and isinstance(body.get("apis"), list):
-            apis = [str(name) for name in body["apis"]]
-            known = f"known APIs: {', '.join(apis)}" if apis else "no APIs are deployed"
-            raise APINotFound(
-                f"no API named {api!r} at {url}; {known} (see `workbench get`)", apis=apis, **context
+class _RouterCore:
+    """How the router's answers and failures read: errors that name the API and the fix."""
+
+    base_url: str
+    timeout: Any
+    _has_key: bool
+
+    def check(self, response: httpx.Response, call: Call[Any]) -> httpx.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        api, url = call.context.get("api", ""), self.base_url
+        context: dict[str, Any] = {"api": api, "url": url, "status": status, "response": response}
+        error = error_text(response.content)
+        detail = f": {error}" if error else ""
+        if status in (401, 403):
+            if self._has_key:
+                hint = f"the API key given (api_key= or {API_KEY_ENV}) was not accepted"
+            else:
+                hint = f"pass api_key=... to the client or set {API_KEY_ENV}"
+            what = "requires an API key" if status == 401 and not self._has_key else "refused the request"
+            raise Unauthorized(
+                f"the router at {url} {what} for API {api!r} ({status}{detail}); {hint}",
+                error=error, **context,
             )
-    if status == 503:
-        retry_after = _retry_after(response)
-        retry = f"; retry after {retry_after:g} s" if retry_after is not None else ""
-        raise Unavailable(
-            f"API {api!r} is unavailable (503{detail}){retry}", retry_after=retry_after, error=error,
+        if status == 404:
+            body = _json_or_none(response)
+            if isinstance(body, dict) and isinstance(body.get("apis"), list):
+                apis = [str(name) for name in body["apis"]]
+                known = f"known APIs: {', '.join(apis)}" if apis else "no APIs are deployed"
+                raise APINotFound(
+                    f"no API named {api!r} at {url}; {known} (see `workbench get`)", apis=apis,
+                    error=error, **context,
+                )
+        if status == 503:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            retry = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            raise Unavailable(
+                f"API {api!r} is unavailable (503{detail}){retry}", retry_after=retry_after, error=error,
+                **context,
+            )
+        if status == 504:
+            raise Timeout(
+                f"the router timed out waiting for API {api!r} (504{detail}); "
+                "the predictor took longer than the API's routing.timeout",
+                source="router", error=error, **context,
+            )
+        reason = response.reason_phrase or ""
+        raise PredictionError(
+            f"API {api!r} answered {status}{' ' + reason if reason else ''}{detail}", error=error, **context
+        )
+
+    def transport_error(self, exc: httpx.TransportError, call: Call[Any]) -> WorkbenchError:
+        api, url = call.context.get("api", ""), self.base_url
+        context: dict[str, Any] = {"api": api, "url": url}
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return ConnectionFailed(
+                f"cannot reach the router at {url} ({str(exc) or type(exc).__name__}); "
+                f"is `workbench serve` running on {url}? (set {URL_ENV} if it runs elsewhere)",
+                **context,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            seconds = _seconds(self.timeout if call.timeout is DEFAULT else call.timeout)
+            limit = f" within {seconds:g} s" if seconds is not None else ""
+            return Timeout(
+                f"no answer from API {api!r}{limit} (client timeout: {type(exc).__name__}); "
+                "pass a larger timeout= to predict() or the client",
+                source="client", **context,
+            )
+        return WorkbenchError(
+            f"the connection to the router at {url} failed while calling API {api!r}: "
+            f"{str(exc) or type(exc).__name__}",
             **context,
         )
-    if status == 504:
-        raise Timeout(
-            f"the router timed out waiting for API {api!r} (504{detail}); "
-            "the predictor took longer than the API's routing.timeout",
-            source="router", **context,
-        )
-    reason = response.reason_phrase or ""
-    raise PredictionError(
-        f"API {api!r} answered {status}{' ' + reason if reason else ''}{detail}", error=error, **context
-    )
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -292,29 +250,6 @@ def _json_or_none(response: httpx.Response) -> Any:
         return response.json()
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def _transport_error(exc: httpx.TransportError, api: str, url: str, timeout: Any) -> WorkbenchError:
-    context: dict[str, Any] = {"api": api, "url": url}
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return ConnectionFailed(
-            f"cannot reach the router at {url} ({str(exc) or type(exc).__name__}); "
-            f"is `workbench serve` running on {url}? (set {URL_ENV} if it runs elsewhere)",
-            **context,
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        seconds = _seconds(timeout)
-        limit = f" within {seconds:g} s" if seconds is not None else ""
-        return Timeout(
-            f"no answer from API {api!r}{limit} (client timeout: {type(exc).__name__}); "
-            "pass a larger timeout= to predict() or the client",
-            source="client", **context,
-        )
-    return WorkbenchError(
-        f"the connection to the router at {url} failed while calling API {api!r}: "
-        f"{str(exc) or type(exc).__name__}",
-        **context,
-    )
 
 
 def _seconds(timeout: Any) -> float | None:
@@ -325,22 +260,29 @@ def _seconds(timeout: Any) -> float | None:
     return None
 
 
+def _router_options(url: str | None, api_key: str | None, timeout: float | None) -> dict[str, Any]:
+    base = _resolve_url(url)
+    key = _resolve_key(api_key)
+    return {
+        "base_url": base, "token": key, "headers": {"User-Agent": "workbench-client"}, "timeout": timeout,
+        # A proxy from HTTP_PROXY must not capture requests to the router on this machine.
+        "trust_env": not _is_loopback(base),
+    }
+
+
 # -- the clients ---------------------------------------------------------------------------
 
 
-class Client:
+class Client(_RouterCore, SyncCore):
     """A synchronous client for the router. Thread-safe; reuse one (it pools connections)."""
 
     def __init__(
         self, url: str | None = None, *, api_key: str | None = None, timeout: float | None = 360.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = _resolve_url(url)
-        self._has_key = _resolve_key(api_key) is not None
-        self.timeout = timeout
-        self._http = httpx.Client(
-            **_client_options(self.url, _resolve_key(api_key), timeout), transport=transport
-        )
+        options = _router_options(url, api_key, timeout)
+        self._has_key = options["token"] is not None
+        super().__init__(options.pop("base_url"), transport=transport, **options)
 
     def predict(
         self, api: str, payload: Any = None, *, json: Any = _UNSET, data: bytes | str | None = None,
@@ -356,44 +298,20 @@ class Client:
         headers: Mapping[str, str] | None = None, params: Params = None, timeout: float | None = _UNSET,
     ) -> httpx.Response:
         """Like :meth:`predict`, but the whole (successful) `httpx.Response`."""
-        path = _path(api)
-        content, content_type = _body(payload, json, data)
-        effective = self.timeout if timeout is _UNSET else timeout
-        try:
-            response = self._http.post(
-                path, content=content, headers=_headers(content_type, headers), params=params,
-                timeout=effective,
-            )
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, api, self.url, effective) from exc
-        return _check(response, api, self.url, self._has_key)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Client({self.url!r})"
+        return self.run(predict_call(api, payload, json=json, data=data, headers=headers, params=params,
+                                     timeout=timeout))
 
 
-class AsyncClient:
+class AsyncClient(_RouterCore, AsyncCore):
     """The asyncio twin of :class:`Client`: same arguments, awaitable methods."""
 
     def __init__(
         self, url: str | None = None, *, api_key: str | None = None, timeout: float | None = 360.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = _resolve_url(url)
-        self._has_key = _resolve_key(api_key) is not None
-        self.timeout = timeout
-        self._http = httpx.AsyncClient(
-            **_client_options(self.url, _resolve_key(api_key), timeout), transport=transport
-        )
+        options = _router_options(url, api_key, timeout)
+        self._has_key = options["token"] is not None
+        super().__init__(options.pop("base_url"), transport=transport, **options)
 
     async def predict(
         self, api: str, payload: Any = None, *, json: Any = _UNSET, data: bytes | str | None = None,
@@ -409,26 +327,5 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None, params: Params = None, timeout: float | None = _UNSET,
     ) -> httpx.Response:
         """Like :meth:`predict`, but the whole (successful) `httpx.Response`."""
-        path = _path(api)
-        content, content_type = _body(payload, json, data)
-        effective = self.timeout if timeout is _UNSET else timeout
-        try:
-            response = await self._http.post(
-                path, content=content, headers=_headers(content_type, headers), params=params,
-                timeout=effective,
-            )
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, api, self.url, effective) from exc
-        return _check(response, api, self.url, self._has_key)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r})"
+        return await self.run(predict_call(api, payload, json=json, data=data, headers=headers, params=params,
+                                           timeout=timeout))

@@ -13,20 +13,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from workbench.agent_client import AgentClient, AgentError
+from workbench.clients.agent import AgentClient
 from workbench.images.context import make_context
 from workbench.images.plan import plan_build
-from workbench.models import (
-    BuildEvent,
-    HostInfo,
-    ReplicaInfo,
-    ReplicaRequest,
-    ReplicaState,
-    RuntimeConfig,
-    RuntimeKind,
-)
 from workbench.spec.loader import LoadedSpec
 from workbench.spec.models import ApiSpec
+from workbench.wire.agent import BuildEvent, HostInfo, ReplicaInfo, ReplicaRequest, ReplicaState
+from workbench.wire.errors import WorkbenchError
+from workbench.wire.replica import RuntimeConfig, RuntimeKind
 
 #: Renders a build's event stream and returns the artifact (raises on a failed build).
 BuildRenderer = Callable[[Iterable[BuildEvent]], str | None]
@@ -157,7 +151,7 @@ class Deployer:
         try:
             for _ in range(missing):
                 created.append(self.client.create_replica(request))
-        except AgentError as error:
+        except WorkbenchError as error:
             self._remove(created)
             raise DeployError(f"{spec.name}: the agent refused to start a replica: {error}") from error
         if created:
@@ -202,7 +196,7 @@ class Deployer:
 
     def _remove(self, replicas: list[ReplicaInfo]) -> None:
         for replica in replicas:
-            with contextlib.suppress(AgentError):
+            with contextlib.suppress(WorkbenchError):
                 self.client.delete_replica(replica.id, grace=5.0)
 
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.agent_client import AgentClient, AgentError
+from workbench.clients.agent import AgentClient
 from workbench.paths import DEFAULT_AGENT_PORT, local_agent_home
+from workbench.wire.errors import Failed, WorkbenchError
 
 
-class LocalAgentError(Exception):
+class LocalAgentError(Failed):
     """The local agent could not be found or started; the message says why and what to do."""
 
 
@@ -60,7 +61,7 @@ def _owned_by_us(config: AgentConfig) -> bool:
     with AgentClient(config.url, config.token, timeout=3.0) as client:
         try:
             client.host()
-        except AgentError:
+        except WorkbenchError:
             return False
     return True
 

@@ -42,7 +42,7 @@ from workbench.agent.gpu.alloc import Allocation
 from workbench.agent.gpu.probe import GpuProbe, GpuProcessReading, GpuReading, Reading, Source
 from workbench.agent.gpu.procmap import ReplicaRef
 
-from workbench.models import GpuInfo
+from workbench.wire.agent import GpuInfo
 
 _INFO_FIELDS = set(GpuInfo.model_fields) - {"processes", "allocated_to", "allocated_share", "error"}
 

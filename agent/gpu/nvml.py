@@ -11,16 +11,17 @@ from typing import Any, TypeVar
 
 from workbench.agent.gpu.probe import GpuProbe, GpuProcessReading, GpuReading, Reading, Source
 
-from workbench.models import GpuInfo
+from workbench.wire.agent import GpuInfo
+from workbench.wire.errors import Failed, Unavailable
 
 T = TypeVar("T")
 
 
-class NvmlUnavailable(Exception):
+class NvmlUnavailable(Unavailable):
     """NVML cannot be used on this host; str() is the host-level note."""
 
 
-class _Lost(Exception):
+class _Lost(Failed):
     """The GPU fell off the bus (NVML_ERROR_GPU_IS_LOST) while we read it."""
 
 
@@ -67,7 +68,7 @@ class NvmlProbe(GpuProbe):
         try:
             return fn()
         except self.nvml.NVMLError_GpuIsLost as e:
-            raise _Lost() from e
+            raise _Lost("GPU is lost") from e
         except self.nvml.NVMLError:
             return None
 

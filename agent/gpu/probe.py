@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from workbench.models import GpuInfo
+from workbench.wire.agent import GpuInfo
 
 FAKE_GPUS_ENV = "WORKBENCH_FAKE_GPUS"
 

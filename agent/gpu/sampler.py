@@ -9,7 +9,7 @@ from collections import deque
 
 from workbench.agent.gpu.probe import GpuProbe, Reading
 
-from workbench.models import GpuSample
+from workbench.wire.agent import GpuSample
 
 log = logging.getLogger("workbench.agent.gpu")
 

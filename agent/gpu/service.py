@@ -9,7 +9,7 @@ from workbench.agent.gpu.alloc import Allocation
 from workbench.agent.gpu.procmap import ProcMap, ReplicaRef
 from workbench.agent.gpu.sampler import GpuSampler
 
-from workbench.models import GpuInfo, GpuProcess, GpuReport
+from workbench.wire.agent import GpuInfo, GpuProcess, GpuReport
 
 
 class GpuService:

@@ -7,7 +7,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from workbench.models import BuildEvent, ReplicaRequest, RuntimeKind
+from workbench.wire.agent import BuildEvent, ReplicaRequest
+from workbench.wire.errors import NotFound, Unavailable
+from workbench.wire.replica import RuntimeKind
 
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
 
@@ -46,11 +48,11 @@ class RunStatus:
     detail: str | None = None
 
 
-class ArtifactMissing(Exception):
+class ArtifactMissing(NotFound):
     """The image or bundle a replica needs does not exist on this host."""
 
 
-class RuntimeUnavailable(Exception):
+class RuntimeUnavailable(Unavailable):
     """The runtime cannot be used now (e.g. no Docker daemon answers)."""
 
 

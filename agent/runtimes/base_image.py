@@ -7,13 +7,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from workbench.models import BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE
+from workbench.wire.errors import Failed
+from workbench.wire.replica import BOOTSTRAP_BASE_IMAGE, DEFAULT_BASE_IMAGE
 
 BOOTSTRAP_TAG = BOOTSTRAP_BASE_IMAGE
 PULL_TIMEOUT = 60.0
 
 
-class BaseImageError(Exception):
+class BaseImageError(Failed):
     """No usable base image; str() says what to do."""
 
 

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from workbench.agent.buildctx import BuildSpec, extract_context, inspect_context
 
-from workbench.models import BuildEvent
+from workbench.wire.agent import BuildEvent
+from workbench.wire.errors import Failed
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-class BuildFailed(Exception):
-    pass
+class BundleBuildFailed(Failed):
+    """A step of a process-runtime bundle build failed (the message names it)."""
 
 
 def artifact_lock(key: str) -> threading.Lock:
@@ -45,12 +46,12 @@ def venv_site_packages(venv: Path) -> Path:
 def _inside(root: Path, rel: str, what: str) -> Path:
     path = (root / rel).resolve()
     if not path.is_relative_to(root.resolve()):
-        raise BuildFailed(f"{what} {rel!r} points outside the build context")
+        raise BundleBuildFailed(f"{what} {rel!r} points outside the build context")
     return path
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[BuildEvent]:
-    """Run argv, streaming its output lines as log events; raise BuildFailed on failure."""
+    """Run argv, streaming its output lines as log events; raise BundleBuildFailed on failure."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -61,7 +62,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[BuildEvent
             stdin=subprocess.DEVNULL,
         )
     except OSError as e:
-        raise BuildFailed(f"cannot run {argv[0]}: {e}") from e
+        raise BundleBuildFailed(f"cannot run {argv[0]}: {e}") from e
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:
@@ -72,7 +73,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[BuildEvent
             proc.kill()
             proc.wait()
     if code != 0:
-        raise BuildFailed(f"{' '.join(argv)} exited with code {code}")
+        raise BundleBuildFailed(f"{' '.join(argv)} exited with code {code}")
 
 
 def _fix_paths(venv: Path, old: str, new: str) -> None:
@@ -112,7 +113,7 @@ class BundleBuilder:
                 yield from self._build_into(Path(context_path), tmp)
                 os.rename(tmp, final)
                 _fix_paths(final / "venv", str(tmp), str(final))
-            except BuildFailed as e:
+            except BundleBuildFailed as e:
                 yield BuildEvent(kind="error", message=str(e))
                 return
             finally:
@@ -124,7 +125,7 @@ class BundleBuilder:
         try:
             spec, _ = inspect_context(context)
         except ValueError as e:
-            raise BuildFailed(str(e)) from e
+            raise BundleBuildFailed(str(e)) from e
         needs_pip = bool(spec.requirements or spec.pip)
         total = 3 + len(spec.build_commands) if needs_pip else 2 + len(spec.build_commands)
         step = 1

@@ -24,7 +24,8 @@ from workbench.agent.runtimes.base import (
 )
 from workbench.agent.runtimes.docker_build import build_image, image_exists
 
-from workbench.models import (
+from workbench.wire.agent import BuildEvent, DockerStatus, ReplicaRequest
+from workbench.wire.replica import (
     CONTAINER_PORT,
     LABEL_AGENT,
     LABEL_API,
@@ -32,9 +33,6 @@ from workbench.models import (
     LABEL_REQUEST,
     LABEL_SPEC_HASH,
     RUNTIME_CONFIG_ENV,
-    BuildEvent,
-    DockerStatus,
-    ReplicaRequest,
 )
 
 LABEL_CREATED = "workbench.created-at"

@@ -9,11 +9,12 @@ from typing import Any
 
 import docker
 from docker.errors import DockerException, ImageNotFound
-from workbench.agent.buildctx import ContextError, dockerfile_base_default, inspect_context, read_member
+from workbench.agent.buildctx import BadContext, dockerfile_base_default, inspect_context, read_member
 from workbench.agent.runtimes.base_image import BaseImageError, resolve_base_image
 from workbench.agent.runtimes.bundle import artifact_lock
 
-from workbench.models import LABEL_IMAGE_HASH, BuildEvent
+from workbench.wire.agent import BuildEvent
+from workbench.wire.replica import LABEL_IMAGE_HASH
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
@@ -65,7 +66,7 @@ def build_image(
         try:
             spec, names = inspect_context(path)
             if "Dockerfile" not in names:
-                raise ContextError("build context has no Dockerfile at its root")
+                raise BadContext("build context has no Dockerfile at its root")
             dockerfile = (read_member(path, "Dockerfile") or b"").decode(errors="replace")
             base = spec.base_image or dockerfile_base_default(dockerfile)
             buildargs = {}
@@ -74,7 +75,7 @@ def build_image(
                 if note:
                     yield BuildEvent(kind="log", message=note)
                 buildargs["BASE_IMAGE"] = resolved
-        except (ContextError, BaseImageError) as e:
+        except (BadContext, BaseImageError) as e:
             yield BuildEvent(kind="error", message=str(e))
             return
         labels = {LABEL_IMAGE_HASH: spec.image_hash} if spec.image_hash else {}

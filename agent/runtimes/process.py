@@ -23,7 +23,8 @@ from workbench.agent.runtimes.base import (
 )
 from workbench.agent.runtimes.bundle import BundleBuilder
 
-from workbench.models import RUNTIME_CONFIG_ENV, BuildEvent, ReplicaRequest
+from workbench.wire.agent import BuildEvent, ReplicaRequest
+from workbench.wire.replica import RUNTIME_CONFIG_ENV
 
 #: Environment variables of the agent that never reach a replica.
 SECRET_ENV_PREFIXES = ("WORKBENCH_AGENT_",)

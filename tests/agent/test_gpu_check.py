@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from workbench.agent.gpu.check import Observed, evaluate, project, summary
 
-from workbench.models import GpuInfo, GpuProcess, GpuReport, GpuSample
 from workbench.spec.loader import load_specs
+from workbench.wire.agent import GpuInfo, GpuProcess, GpuReport, GpuSample
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from workbench.models import HostInfo
+from workbench.wire.agent import HostInfo
 
 
 def test_host_info(client: httpx.Client) -> None:

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from tests.agent.helpers import Agent, bundle_context, free_port, read_events, replica_request, wait_for
-from workbench.agent_client import AgentClient, AgentError
+from workbench.clients.agent import AgentClient
+from workbench.wire.errors import WorkbenchError
 
 
 def make_cert(folder: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
@@ -172,12 +173,12 @@ def test_tls_agent_verified_with_its_certificate(tls_agent: DirectAgent) -> None
     with AgentClient(tls_agent.url, token, timeout=10, verify=tls_agent.ca or True) as client:
         assert client.host().agent_version
         assert client.replicas() == []
-    with AgentClient(tls_agent.url, token, timeout=10) as client, pytest.raises(AgentError) as failed:
+    with AgentClient(tls_agent.url, token, timeout=10) as client, pytest.raises(WorkbenchError) as failed:
         client.host()
     text = str(failed.value)
     assert "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
     with AgentClient(tls_agent.url, "wrong", timeout=10, verify=str(tls_agent.ca)) as client, \
-            pytest.raises(AgentError) as refused:
+            pytest.raises(WorkbenchError) as refused:
         client.host()
     assert refused.value.status == 401
     with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port gets nowhere

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from workbench.agent.buildctx import ContextError, dockerfile_base_default, parse_spec
+from workbench.agent.buildctx import BadContext, dockerfile_base_default, parse_spec
 from workbench.agent.logfiles import tail_lines
 from workbench.agent.runtimes.base import check_artifact_name, describe_exit
 from workbench.agent.runtimes.docker_build import events_from_stream
@@ -25,7 +25,7 @@ def test_parse_spec() -> None:
         b'{"build_commands": [[]]}',
         b'{"ca_bundle": 3}',
     ):
-        with pytest.raises(ContextError):
+        with pytest.raises(BadContext):
             parse_spec(bad)
 
 

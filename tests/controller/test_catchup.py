@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.controller.helpers import echo_project
-from workbench.agent_client import AgentClient
+from workbench.clients.agent import AgentClient
 from workbench.controller.catchup import RETRY_AFTER, CatchUpBuilds, build_on
 from workbench.controller.events import Events
 from workbench.controller.fleet import Host

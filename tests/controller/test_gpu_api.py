@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.agent.helpers import Agent
-from workbench.agent_client import AgentClient
+from workbench.clients.agent import AgentClient
 from workbench.controller.gpu_api import gpu_routes
 
 

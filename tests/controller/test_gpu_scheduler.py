@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usage, note_placed, place
-from workbench.models import DockerStatus, GpuInfo, HostInfo, ReplicaInfo, ReplicaState
 from workbench.spec.models import ComputeSpec
+from workbench.wire.agent import DockerStatus, GpuInfo, HostInfo, ReplicaInfo, ReplicaState
 
 GIB = 2**30
 

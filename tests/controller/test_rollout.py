@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from workbench.controller.rollout import ReplicaView, budgets, plan
-from workbench.models import ReplicaState
 from workbench.spec.models import UpdateSpec
+from workbench.wire.agent import ReplicaState
 
 READY, STARTING, FAILED = ReplicaState.READY, ReplicaState.STARTING, ReplicaState.FAILED
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workbench.controller.scheduler import Demand, HostView, place
-from workbench.models import DockerStatus, HostInfo
+from workbench.wire.agent import DockerStatus, HostInfo
 
 
 def info(cpu: int = 2, mem: int = 4 * 2**30, docker: bool = True) -> HostInfo:

@@ -56,7 +56,7 @@ def test_layout_and_manifest(make_project: MakeProject) -> None:
     # workbench.yaml stays out: its settings go to the replica at start, not into the image
     assert project == ["project/pkg", "project/pkg/util.py", "project/predictor.py",
                        "project/requirements.txt"]
-    assert "runtime/workbench/models.py" in names and "runtime/workbench/serving/__init__.py" in names
+    assert "runtime/workbench/wire/replica.py" in names and "runtime/workbench/serving/__init__.py" in names
     assert not any(n.startswith("wheelhouse") for n in names)
     assert files["certs/ca.pem"].startswith(b"-----BEGIN CERTIFICATE-----")
     assert b"fastapi==" in files["runtime/requirements.txt"]

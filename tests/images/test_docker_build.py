@@ -9,8 +9,8 @@ import pytest
 from tests.images.conftest import MakeProject
 from tests.support.real_parts import IN_CI, require_docker
 from workbench.images.context import make_context
-from workbench.models import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
-from workbench.models import RUNTIME_CONFIG_ENV, RuntimeConfig
+from workbench.wire.replica import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
+from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 pytestmark = pytest.mark.docker
 

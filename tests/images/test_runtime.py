@@ -8,10 +8,11 @@ from workbench.images.runtime import runtime_files, runtime_pins, runtime_requir
 def test_runtime_files_are_the_runtime_only() -> None:
     names = [e.name for e in runtime_files()]
     assert "runtime/workbench/__init__.py" in names
-    assert "runtime/workbench/models.py" in names
+    assert "runtime/workbench/wire/replica.py" in names
     assert "runtime/workbench/serving/__init__.py" in names
-    allowed = ("runtime/workbench/__init__.py", "runtime/workbench/models.py")
-    assert all(n in allowed or n.startswith("runtime/workbench/serving/") for n in names)
+    allowed = ("runtime/workbench/__init__.py",)
+    assert all(n in allowed or n.startswith(("runtime/workbench/serving/", "runtime/workbench/wire/"))
+               for n in names)
     assert all(n.endswith(".py") and "__pycache__" not in n for n in names)
     assert names == sorted(names)
     first = next(e for e in runtime_files() if e.name == "runtime/workbench/__init__.py")

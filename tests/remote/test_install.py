@@ -13,8 +13,9 @@ from tests.support.real_parts import EXAMPLES, wait_until
 from tests.support.sshd import Box
 from workbench import __version__
 from workbench.deploy import ensure_artifact, replica_request
-from workbench.models import RUNTIME_CONFIG_ENV, ReplicaState, RuntimeConfig
 from workbench.spec.loader import load_specs
+from workbench.wire.agent import ReplicaState
+from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 
 def test_agent_answers_through_the_tunnel(remote: RemoteHost) -> None:

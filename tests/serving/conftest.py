@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from workbench.models import RUNTIME_CONFIG_ENV, RuntimeConfig, ServingConfig
 from workbench.serving import create_app
+from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig, ServingConfig
 
 READY_TIMEOUT = 60.0
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from workbench.models import RUNTIME_CONFIG_ENV
+from workbench.wire.replica import RUNTIME_CONFIG_ENV
 
 from .conftest import Replica, config_json, spawn, stop, wait_until, write_project
 

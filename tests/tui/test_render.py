@@ -8,8 +8,8 @@ from workbench.tui import fmt
 from workbench.tui.views import gpu_cells, host_cells
 from workbench.tui.widgets import bar, spark
 
-from workbench.controller.schemas import HostBody
-from workbench.models import DockerStatus, GpuInfo, GpuProcess, HostInfo
+from workbench.wire.agent import DockerStatus, GpuInfo, GpuProcess, HostInfo
+from workbench.wire.control import HostBody
 
 
 def host(state: str, gpus: list[GpuInfo]) -> HostBody:

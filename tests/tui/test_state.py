@@ -7,8 +7,8 @@ import time
 from workbench.tui.backend import PollResult
 from workbench.tui.state import HISTORY, StateTracker, later
 
-from workbench.controller.schemas import ApiSummary, HostBody, ReplicaCounts, TrafficBody
-from workbench.models import DockerStatus, GpuInfo, GpuReport, GpuSample, HostInfo
+from workbench.wire.agent import DockerStatus, GpuInfo, GpuReport, GpuSample, HostInfo
+from workbench.wire.control import ApiSummary, HostBody, ReplicaCounts, TrafficBody
 
 
 def host(name: str, state: str = "ready", gpus: int = 2) -> HostBody:

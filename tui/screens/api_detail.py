@@ -14,7 +14,7 @@ from workbench.tui.table import LiveTable, Row
 from workbench.tui.views import status_text
 from workbench.tui.widgets import spark
 
-from workbench.controller.schemas import ApiDetail, EventBody
+from workbench.wire.control import ApiDetail, EventBody
 
 REPLICA_COLUMNS = ("REPLICA", "HOST", "GPUS", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE",
                    "MESSAGE")

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, RichLog, Static, TextArea
 from workbench.tui import fmt
 
-from workbench.controller.schemas import AddHostRequest, DeployEvent, DeployRequest, HostEvent, ScaleRequest
+from workbench.wire.control import AddHostRequest, DeployEvent, DeployRequest, HostEvent, ScaleRequest
 
 if TYPE_CHECKING:
     from workbench.tui.app import WorkbenchApp

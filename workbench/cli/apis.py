@@ -16,10 +16,10 @@ from rich.live import Live
 from workbench.cli import render
 from workbench.cli.connect import call, controller
 from workbench.cli.progress import DeployDisplay
-from workbench.control_client import ControlError
-from workbench.controller.schemas import DeployRequest, ScaleRequest
 from workbench.spec import SpecError
 from workbench.spec.loader import load_spec_file
+from workbench.wire.control import DeployRequest, ScaleRequest
+from workbench.wire.errors import WorkbenchError
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 
@@ -60,7 +60,7 @@ def deploy(
                     raise typer.Exit(1)
                 else:
                     display.show(event)
-        except ControlError as error:
+        except WorkbenchError as error:
             display.stop()
             render.fail(str(error), [])
             raise typer.Exit(2 if error.status == 400 else 1) from None
@@ -214,7 +214,7 @@ def logs(
         for line in client.logs(name, tail=tail, follow=follow, replica=replica):
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
-    except ControlError as error:
+    except WorkbenchError as error:
         render.fail(str(error))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 import typer
 
 from workbench.cli import render
-from workbench.control_client import ControlClient, ControlError
+from workbench.clients.control import ControlClient
+from workbench.wire.errors import WorkbenchError
 
 T = TypeVar("T")
 
@@ -33,6 +34,6 @@ def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a control-API call; a refusal becomes a clear error and exit code 1."""
     try:
         return function(*args, **kwargs)
-    except ControlError as error:
+    except WorkbenchError as error:
         render.fail(str(error))
         raise typer.Exit(1) from None

@@ -11,9 +11,10 @@ import typer
 
 from workbench.cli import render
 from workbench.cli.connect import call, controller
-from workbench.control_client import ControlClient, ControlError
-from workbench.controller.schemas import AddHostRequest, HostBody, HostEvent
-from workbench.models import GpuReport
+from workbench.clients.control import ControlClient
+from workbench.wire.agent import GpuReport
+from workbench.wire.control import AddHostRequest, HostBody, HostEvent
+from workbench.wire.errors import WorkbenchError
 
 host_app = typer.Typer(help="The machines replicas run on: this one and boxes over SSH.",
                        no_args_is_help=True)
@@ -57,7 +58,7 @@ def _run_stream(stream: Iterable[HostEvent]) -> tuple[HostEvent | None, list[Hos
     shown: list[HostEvent] = []
     try:
         return _follow(stream, shown), shown
-    except ControlError as error:
+    except WorkbenchError as error:
         render.fail(str(error))
         raise typer.Exit(1) from None
 
@@ -162,7 +163,7 @@ def show(
     if host.state != "unreachable":
         try:
             gpus = client.gpus(name, history=history)
-        except ControlError as error:
+        except WorkbenchError as error:
             gpu_error = str(error)
     if as_json:
         data = host.model_dump(mode="json")

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from workbench import __version__
-from workbench.agent_client import AgentClient, AgentError
 from workbench.cli import apis, render
 from workbench.cli.connect import call, controller
 from workbench.cli.hosts import host_app
+from workbench.clients.agent import AgentClient
 from workbench.local_agent import LocalAgentError, ensure_agent, running_agent, stop_agent
+from workbench.wire.errors import WorkbenchError
 
 app = typer.Typer(
     name="workbench",
@@ -176,7 +177,7 @@ def agent_status(as_json: JsonOption = False) -> None:
     with AgentClient(config.url, config.token) as client:
         try:
             host = client.host()
-        except AgentError as error:
+        except WorkbenchError as error:
             render.fail(str(error))
             raise typer.Exit(1) from None
     if as_json:

@@ -7,7 +7,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.status import Status
 
-from workbench.controller.schemas import DeployEvent
+from workbench.wire.control import DeployEvent
 
 
 class DeployDisplay:

@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 
-from workbench.controller.schemas import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody
-from workbench.models import GpuInfo, GpuReport
+from workbench.wire.agent import GpuInfo, GpuReport
+from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody
 
 #: Data goes to stdout; progress and messages go to stderr so `--json | jq` works.
 out = Console(highlight=False)

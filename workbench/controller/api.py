@@ -14,24 +14,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workbench import __version__
-from workbench.agent_client import AgentClient
-from workbench.controller.deployments import DeployInputError, Deployments
+from workbench.clients.agent import AgentClient
+from workbench.controller.deployments import Deployments
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.gpu_api import gpu_routes
-from workbench.controller.hosts import HostInputError, HostManager
+from workbench.controller.hosts import HostManager
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
-from workbench.controller.schemas import (
+from workbench.controller.state import ApiRecord, Store
+from workbench.controller.tracker import RolloutTracker
+from workbench.controller.views import Views, event_body, host_body
+from workbench.spec.models import AutoscalingSpec
+from workbench.wire.agent import ReplicaInfo, ReplicaState
+from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
     ApiSummary,
@@ -43,20 +46,10 @@ from workbench.controller.schemas import (
     RemovedHostBody,
     ScaleRequest,
 )
-from workbench.controller.state import ApiRecord, Store
-from workbench.controller.tracker import RolloutTracker
-from workbench.controller.views import Views, event_body, host_body
-from workbench.models import ReplicaInfo, ReplicaState
-from workbench.spec.models import AutoscalingSpec
+from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized
+from workbench.wire.handlers import install_error_handlers, validation_text
 
 log = logging.getLogger("workbench.controller.api")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -74,41 +67,13 @@ class ControlDeps:
     hosts: HostManager | None = None
 
 
-def _validation_text(error: RequestValidationError | ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
-def _install_errors(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _validation_text(error)}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        detail = error.detail if isinstance(error.detail, str) else str(error.detail)
-        return JSONResponse({"error": detail}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(Exception)
-    async def crash(_: Request, error: Exception) -> JSONResponse:
-        log.exception("control API error")
-        return JSONResponse({"error": f"internal error: {error}"}, status_code=500)
-
-
 _bearer = HTTPBearer(auto_error=False, description="the token in $WORKBENCH_HOME/controller/token")
 
 
 def create_control_api(deps: ControlDeps) -> FastAPI:
     app = FastAPI(title="workbench controller", version=__version__, openapi_url="/v1/openapi.json",
                   docs_url="/v1/docs", redoc_url=None)
-    _install_errors(app)
+    install_error_handlers(app, log=log)
     store, fleet, views = deps.store, deps.fleet, deps.views
 
     @app.get("/healthz", include_in_schema=False)
@@ -121,10 +86,10 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     async def auth(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(401, "missing bearer token: send Authorization: Bearer <token> "
+            raise Unauthorized("missing bearer token: send Authorization: Bearer <token> "
                                 "(the token is in $WORKBENCH_HOME/controller/token)")
         if not secrets.compare_digest(credentials.credentials.encode(), deps.token.encode()):
-            raise ApiError(401, "wrong bearer token")
+            raise Unauthorized("wrong bearer token")
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth)],
                    responses={401: {"description": "missing or wrong token"}})
@@ -133,7 +98,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         record = store.get_api(name)
         if record is None:
             known = ", ".join(r.name for r in store.apis()) or "none"
-            raise ApiError(404, f"no API named {name!r} (deployed: {known})")
+            raise NotFound(f"no API named {name!r} (deployed: {known})")
         return record
 
     def live_replicas(name: str) -> list[tuple[Host, ReplicaInfo]]:
@@ -151,10 +116,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     @v1.post("/deployments", responses={400: {"description": "bad spec"},
                                         200: {"content": {"application/x-ndjson": {}}}})
     async def deploy(body: DeployRequest) -> StreamingResponse:
-        try:
-            plan = await deps.deployments.prepare(body)
-        except DeployInputError as error:
-            raise ApiError(400, str(error)) from None
+        plan = await deps.deployments.prepare(body)  # a bad file: its 400 names file:line: field
 
         async def lines() -> AsyncIterator[bytes]:
             async for event in deps.deployments.stream(plan):
@@ -168,7 +130,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         users = [r.name for r in store.apis() if r.kind == "traffic_splitter"
                  and name in {t.name for t in r.splitter_spec().apis}]
         if users:
-            raise ApiError(409, f"traffic splitter {', '.join(users)} routes to {name}; delete it first")
+            raise Conflict(f"traffic splitter {', '.join(users)} routes to {name}; delete it first")
         store.delete_api(name)
         deps.tracker.finish(name, record.version, failed=True, message=f"{name} was deleted")
         deps.routes.sync()
@@ -183,13 +145,13 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     async def scale(name: str, body: ScaleRequest) -> ApiSummary:
         record = record_of(name)
         if record.kind != "api":
-            raise ApiError(400, f"{name} is a traffic splitter; it has no replicas to scale")
+            raise BadRequest(f"{name} is a traffic splitter; it has no replicas to scale")
         spec = record.api_spec()
         if body.replicas is None and body.min_replicas is None and body.max_replicas is None:
-            raise ApiError(400, "give replicas (a fixed count) or min_replicas/max_replicas (autoscaled)")
+            raise BadRequest("give replicas (a fixed count) or min_replicas/max_replicas (autoscaled)")
         if spec.autoscaling is None:
             if body.min_replicas is not None or body.max_replicas is not None:
-                raise ApiError(400, f"{name} has a fixed replica count; scale it with replicas "
+                raise BadRequest(f"{name} has a fixed replica count; scale it with replicas "
                                     "(or deploy it with an autoscaling block)")
             assert body.replicas is not None
             new_spec = spec.model_copy(update={"replicas": body.replicas})
@@ -197,7 +159,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             text = f"replicas {record.desired_replicas} → {desired}"
         else:
             if body.replicas is not None:
-                raise ApiError(400, f"{name} is autoscaled; set min_replicas and/or max_replicas instead")
+                raise BadRequest(f"{name} is autoscaled; set min_replicas and/or max_replicas instead")
             bounds = spec.autoscaling.model_dump()
             for key in ("min_replicas", "max_replicas"):
                 if getattr(body, key) is not None:
@@ -208,7 +170,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             try:
                 autoscaling = AutoscalingSpec.model_validate(bounds)
             except ValidationError as error:
-                raise ApiError(400, _validation_text(error)) from None
+                raise BadRequest(validation_text(error)) from None
             new_spec = spec.model_copy(update={"autoscaling": autoscaling})
             desired = min(max(record.desired_replicas, autoscaling.min_replicas), autoscaling.max_replicas)
             text = f"autoscaling bounds {autoscaling.min_replicas}..{autoscaling.max_replicas}"
@@ -225,7 +187,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         match = [(h, r) for h, r in live_replicas(name) if r.id == replica_id]
         if not match:
             known = ", ".join(r.id for _, r in live_replicas(name)) or "none"
-            raise ApiError(404, f"{name} has no replica {replica_id!r} (replicas: {known})")
+            raise NotFound(f"{name} has no replica {replica_id!r} (replicas: {known})")
         deps.reconciler.replacing.add(replica_id)
         deps.events.record("replica", f"restart of replica {replica_id} requested (replaced by a new one)",
                            api=name, data={"replica": replica_id})
@@ -238,7 +200,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         record_of(name)
         pairs = [(h, r) for h, r in live_replicas(name) if replica is None or r.id == replica]
         if replica is not None and not pairs:
-            raise ApiError(404, f"{name} has no replica {replica!r}")
+            raise NotFound(f"{name} has no replica {replica!r}")
         prefix = len(pairs) > 1
         if not follow:
             chunks = await asyncio.gather(*(_tail(h, r, tail, prefix) for h, r in pairs))
@@ -251,14 +213,14 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     def manager() -> HostManager:
         if deps.hosts is None:
-            raise ApiError(400, "this controller does not manage remote hosts")
+            raise BadRequest("this controller does not manage remote hosts")
         return deps.hosts
 
     def host_of(name: str) -> Host:
         host = fleet.hosts.get(name)
         if host is None:
             known = ", ".join(fleet.hosts) or "none"
-            raise ApiError(404, f"no host named {name!r} (hosts: {known})")
+            raise NotFound(f"no host named {name!r} (hosts: {known})")
         return host
 
     def ndjson(events: AsyncIterator[HostEvent]) -> StreamingResponse:
@@ -272,10 +234,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
                                   200: {"content": {"application/x-ndjson": {}}}})
     async def add_host(body: AddHostRequest) -> StreamingResponse:
         hosts = manager()
-        try:
-            hosts.validate(body)
-        except HostInputError as error:
-            raise ApiError(400, str(error)) from None
+        hosts.validate(body)  # HostInputError: a 400 saying what to fix
         return ndjson(hosts.add(body))
 
     @v1.get("/hosts/{name}", response_model=HostBody, responses={404: {"description": "unknown host"}})
@@ -286,7 +245,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     async def remove_host(name: str, purge: bool = False) -> RemovedHostBody:
         host = host_of(name)
         if host.kind == "local":
-            raise ApiError(400, "the local host cannot be removed")
+            raise BadRequest("the local host cannot be removed")
         moved, deleted = await manager().remove(name, purge)
         return RemovedHostBody(name=name, moved_replicas=moved, deleted_replicas=deleted, purged=purge)
 
@@ -295,7 +254,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     async def upgrade_host(name: str) -> StreamingResponse:
         host = host_of(name)
         if host.kind == "local":
-            raise ApiError(400, "the local agent is upgraded with the workstation's workbench")
+            raise BadRequest("the local agent is upgraded with the workstation's workbench")
         return ndjson(manager().upgrade(name))
 
     @v1.get("/events", response_model=list[EventBody])

@@ -21,8 +21,9 @@ from workbench.controller.fleet import Host
 from workbench.controller.state import ApiRecord
 from workbench.deploy import DeployError, ensure_artifact
 from workbench.images.plan import plan_build
-from workbench.models import BuildEvent, RuntimeKind
 from workbench.spec.loader import LoadedSpec
+from workbench.wire.agent import BuildEvent
+from workbench.wire.replica import RuntimeKind
 
 log = logging.getLogger(__name__)
 

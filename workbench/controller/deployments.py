@@ -17,17 +17,19 @@ from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
-from workbench.controller.schemas import DeployEvent, DeployRequest, DeployResultBody
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.deploy import DeployError, choose_runtime, ensure_artifact, replica_request
-from workbench.models import BuildEvent, RuntimeKind
 from workbench.spec.loader import LoadedSpec, LoadedSplitter, SpecError, load_spec_file
+from workbench.wire.agent import BuildEvent
+from workbench.wire.control import DeployEvent, DeployRequest, DeployResultBody
+from workbench.wire.errors import BadRequest
+from workbench.wire.replica import RuntimeKind
 
 log = logging.getLogger("workbench.controller.deployments")
 
 
-class DeployInputError(Exception):
+class DeployInputError(BadRequest):
     """The request or the file it names is wrong (400); nothing changed."""
 
 

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from workbench.agent_client import AgentClient, AgentError
-from workbench.models import HostInfo, ReplicaInfo, ReplicaState
+from workbench.clients.agent import AgentClient
+from workbench.wire.agent import HostInfo, ReplicaInfo, ReplicaState
+from workbench.wire.errors import WorkbenchError
 
 log = logging.getLogger("workbench.controller.fleet")
 
@@ -217,7 +218,7 @@ class Fleet:
             if host.info is None or time.monotonic() - host.info_at > HOST_INFO_SECONDS:
                 host.info = await asyncio.to_thread(host.poller.host)
                 host.info_at = time.monotonic()
-        except AgentError as error:
+        except WorkbenchError as error:
             if host.state != "unreachable":
                 log.warning("host %s stopped answering: %s", host.name, error)
                 host.unreachable_since = time.time()

@@ -18,9 +18,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.exceptions import HTTPException
 
-from workbench.agent_client import AgentClient, AgentError
-from workbench.controller.schemas import FleetGpusBody
-from workbench.models import GpuReport
+from workbench.clients.agent import AgentClient
+from workbench.wire.agent import GpuReport
+from workbench.wire.control import FleetGpusBody
+from workbench.wire.errors import WorkbenchError
 
 #: one host's share of GET /v1/gpus: a hung agent costs the whole answer this long, not the
 #: agent client's own timeout, so the other hosts' values still arrive every poll
@@ -58,7 +59,7 @@ def gpu_routes(get_agent: Callable[[str], AgentClient | None],
             raise HTTPException(404, f"no host {name!r}")
         try:
             return await asyncio.to_thread(client.gpus, history, since)
-        except AgentError as error:
+        except WorkbenchError as error:
             status = 502 if error.status is None or error.status >= 500 else error.status
             raise HTTPException(status, f"{name}: cannot read GPUs: {error}") from error
 
@@ -77,7 +78,7 @@ def gpu_routes(get_agent: Callable[[str], AgentClient | None],
             try:
                 body.reports[name] = await asyncio.wait_for(
                     asyncio.to_thread(client.gpus, history, cut.get(name)), FLEET_READ_DEADLINE_S)
-            except AgentError as error:
+            except WorkbenchError as error:
                 body.errors[name] = f"{name}: cannot read GPUs: {error}"
             except TimeoutError:
                 body.errors[name] = (f"{name}: cannot read GPUs: the agent did not answer within "

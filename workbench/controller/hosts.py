@@ -22,14 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workbench import __version__, paths
-from workbench.agent_client import AgentClient, AgentError
+from workbench.clients.agent import AgentClient
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.reconciler import Reconciler
-from workbench.controller.schemas import AddHostRequest, HostEvent
 from workbench.controller.state import RemoteRecord, Store
 from workbench.controller.views import host_body
-from workbench.models import ReplicaState
 from workbench.remote import daemon
 from workbench.remote.connection import HostState
 from workbench.remote.errors import AuthFailed, HostKeyChanged, RemoteError, UnknownHostKey
@@ -37,6 +35,9 @@ from workbench.remote.install import AgentAccess, layout_of, read_config
 from workbench.remote.preflight import ok
 from workbench.remote.sshconfig import resolve
 from workbench.remote.tunnel import RemoteHost
+from workbench.wire.agent import ReplicaState
+from workbench.wire.control import AddHostRequest, HostEvent
+from workbench.wire.errors import BadRequest, Failed, WorkbenchError
 
 log = logging.getLogger("workbench.controller.hosts")
 
@@ -45,11 +46,11 @@ DRAIN_TIMEOUT = 120.0
 Emit = Callable[[HostEvent], None]
 
 
-class HostInputError(Exception):
+class HostInputError(BadRequest):
     """The request is wrong (400); nothing was done."""
 
 
-class HostFailed(Exception):
+class HostFailed(Failed):
     """A step failed; the message says what to do (becomes the stream's error event)."""
 
 
@@ -113,7 +114,7 @@ def _check_direct_agent(url: str, token: str, ca_cert: str | None) -> Any:
     try:
         with AgentClient(url, token, timeout=10.0, verify=ca_cert or True) as client:
             return client.host()
-    except AgentError as error:
+    except WorkbenchError as error:
         if error.status == 401:
             raise HostFailed(f"the agent at {url} refused the token: pass the `token` from the box's agent "
                              "config.json (`python -m workbench.agent init` prints its path) with "

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import httpx
 
 from workbench.controller.home import ControllerHome, default_port
+from workbench.wire.errors import Failed
 
 
-class ControllerError(Exception):
+class ControllerError(Failed):
     """The controller could not be found or started; the message says why and what to do."""
 
 

@@ -7,9 +7,10 @@ import os
 from typing import IO
 
 from workbench.controller.home import ControllerHome
+from workbench.wire.errors import Conflict
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(Conflict):
     """Another controller holds the lock; the message names its pid and port."""
 
 

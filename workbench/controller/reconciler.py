@@ -15,7 +15,6 @@ import logging
 import time
 from collections import Counter
 
-from workbench.agent_client import AgentError
 from workbench.controller.catchup import CatchUpBuilds
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
@@ -25,7 +24,9 @@ from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usa
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.deploy import replica_request
-from workbench.models import ReplicaInfo, ReplicaState, RuntimeKind
+from workbench.wire.agent import ReplicaInfo, ReplicaState
+from workbench.wire.errors import WorkbenchError
+from workbench.wire.replica import RuntimeKind
 
 log = logging.getLogger("workbench.controller.reconciler")
 
@@ -198,7 +199,7 @@ class Reconciler:
                                                 if placement.gpu_ids else None})
             try:
                 info = await asyncio.to_thread(host.client.create_replica, pinned)
-            except AgentError as error:
+            except WorkbenchError as error:
                 if error.status == 404:  # the host joined after the deploy: no image/bundle there
                     self.catchup.start(record, host, runtime)
                     lacking.add(host.name)
@@ -274,7 +275,7 @@ class Reconciler:
             await asyncio.to_thread(host.client.delete_replica, replica.id, grace)
             self.fleet.note_gone(host.name, replica.id)
             log.info("%s: removed replica %s on %s", replica.api, replica.id, host.name)
-        except AgentError as error:
+        except WorkbenchError as error:
             if error.status == 404:
                 self.fleet.note_gone(host.name, replica.id)
             else:

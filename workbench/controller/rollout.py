@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.models import ReplicaState
 from workbench.spec.models import UpdateSpec
+from workbench.wire.agent import ReplicaState
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from workbench.models import GpuInfo, HostInfo, ReplicaInfo
 from workbench.spec.models import ComputeSpec
+from workbench.wire.agent import GpuInfo, HostInfo, ReplicaInfo
 
 Policy = Literal["spread", "pack"]
 EPSILON = 1e-9

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.routes import RouterLike, RouteSync
-from workbench.controller.schemas import (
+from workbench.controller.state import ApiRecord, EventRecord, Store
+from workbench.router.types import ApiTraffic
+from workbench.wire.agent import ReplicaState
+from workbench.wire.control import (
     ApiDetail,
     ApiStatus,
     ApiSummary,
@@ -14,9 +17,6 @@ from workbench.controller.schemas import (
     ReplicaCounts,
     TrafficBody,
 )
-from workbench.controller.state import ApiRecord, EventRecord, Store
-from workbench.models import ReplicaState
-from workbench.router.types import ApiTraffic
 
 GONE = (ReplicaState.STOPPING, ReplicaState.STOPPED)
 

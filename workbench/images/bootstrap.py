@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from workbench.images.errors import ImageError
-from workbench.models import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
+from workbench.wire.replica import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
 
 Progress = Callable[[str], None]
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

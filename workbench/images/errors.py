@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from workbench.wire.errors import BadRequest, Failed
 
-class ImageError(Exception):
+
+class ImageError(Failed):
     """Base class of image-preparation errors; str() is meant for the user."""
 
 
-class ContextError(ImageError):
+class ContextError(ImageError, BadRequest):
     """The spec or project cannot be turned into a build context."""
+
+    default_status = 400
 
 
 class WheelhouseError(ImageError):

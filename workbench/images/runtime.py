@@ -15,19 +15,21 @@ RUNTIME_PACKAGES = (
 )
 
 
+#: The packages a replica imports: the contract wing and the predictor runtime.
+RUNTIME_FOLDERS = ("wire", "serving")
+
+
 def package_root() -> Path:
     """The folder of the imported `workbench` package."""
     return Path(workbench.__file__).resolve().parent
 
 
 def runtime_files(root: Path | None = None) -> list[Entry]:
-    """workbench/__init__.py, workbench/models.py and workbench/serving/**.py as runtime/workbench/..."""
+    """workbench/__init__.py, workbench/wire/**.py and workbench/serving/**.py as runtime/workbench/..."""
     root = root or package_root()
-    entries = [file_entry(f"runtime/workbench/{name}", root / name)
-               for name in ("__init__.py", "models.py") if (root / name).is_file()]
-    serving = root / "serving"
-    if serving.is_dir():
-        for path in serving.rglob("*.py"):
+    entries = [file_entry("runtime/workbench/__init__.py", root / "__init__.py")]
+    for folder in RUNTIME_FOLDERS:
+        for path in (root / folder).rglob("*.py"):
             if "__pycache__" in path.parts:
                 continue
             rel = path.relative_to(root).as_posix()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import json
 import random
 
 from starlette.types import Send
+
+from workbench.wire.errors import error_body
 
 from .types import SplitRoute
 
@@ -60,10 +61,7 @@ async def error_answer(
     extra: dict[str, object] | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> int:
-    content = {"error": message}
-    if extra:
-        content.update(extra)  # type: ignore[arg-type]
-    body = json.dumps(content).encode()
+    body = error_body(message, **(extra or {}))
     out = [*_JSON, (b"content-length", str(len(body)).encode())]
     if request_id is not None:
         out.append((b"x-request-id", request_id))

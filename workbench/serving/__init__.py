@@ -1,7 +1,7 @@
 """The predictor runtime: the HTTP server inside every replica (container or process).
 
 Imports only the stdlib, FastAPI/Starlette/uvicorn/anyio, pydantic, prometheus_client and
-``workbench.models``: it is copied alone into images. Run it with
+``workbench.wire.agent``: it is copied alone into images. Run it with
 ``python -m workbench.serving``; see :mod:`workbench.serving.__main__`.
 """
 

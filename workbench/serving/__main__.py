@@ -17,7 +17,7 @@ import time
 from pydantic import ValidationError
 
 from workbench import __version__
-from workbench.models import CONTAINER_PORT, RUNTIME_CONFIG_ENV, RuntimeConfig
+from workbench.wire.replica import CONTAINER_PORT, RUNTIME_CONFIG_ENV, RuntimeConfig
 
 from .logs import log, log_exception, set_replica_id
 from .server import EXIT_LOAD_FAILED, serve

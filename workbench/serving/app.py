@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from workbench.models import RuntimeConfig
+from workbench.wire.errors import status_of
+from workbench.wire.replica import RuntimeConfig
 
 from .batching import Batcher
 from .limits import Limiter, QueueFull
@@ -141,7 +142,7 @@ class Runtime:
             body = await read_body(request, serving.max_body_bytes)
             payload = await parse_payload(request, body, serving.max_body_bytes)
         except PayloadError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(status_of(exc), exc.message)
         query_params = dict(request.query_params) if handle.wants_query_params else None
         headers = dict(request.headers) if handle.wants_headers else None
         timeout = asyncio.timeout(serving.request_timeout)

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.wire.errors import Failed
+
 from .limits import QueueFull
 from .logs import log_exception
 
@@ -23,7 +25,7 @@ from .logs import log_exception
 BatchPredict = Callable[[list[Any], list[Any], list[Any], Callable[[], None]], Awaitable[Any]]
 
 
-class BatchError(Exception):
+class BatchError(Failed):
     """``predict`` returned something other than one result per request."""
 
 

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from collections import deque
 
+from workbench.wire.errors import Unavailable
 
-class QueueFull(Exception):
+
+class QueueFull(Unavailable):
     """No slot free and the wait queue is full: answer 503 at once."""
 
 

@@ -10,7 +10,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from workbench.models import RuntimeConfig
+from workbench.wire.errors import Failed
+from workbench.wire.replica import RuntimeConfig
 
 from .predictor import PredictorHandle
 
@@ -18,7 +19,7 @@ from .predictor import PredictorHandle
 DEFAULT_CLASS_NAMES = ("Predictor", "PythonPredictor")
 
 
-class LoadError(Exception):
+class LoadError(Failed):
     """The predictor file or class cannot be found."""
 
 

@@ -15,16 +15,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
+from workbench.wire.errors import BadRequest
+
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
-class PayloadError(Exception):
+class PayloadError(BadRequest):
     """A body that cannot be accepted; `status` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(message, status=status)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -7,11 +7,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from workbench.wire.errors import Failed
+
 #: Request details injected by parameter name into ``predict`` and ``post_predict``.
 INJECTABLE = ("query_params", "headers")
 
 
-class PredictorError(Exception):
+class PredictorError(Failed):
     """The user's predictor object does not fit the interface."""
 
 

@@ -10,6 +10,8 @@ from fastapi.encoders import jsonable_encoder
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from workbench.wire.errors import error_body
+
 JSON = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
@@ -41,8 +43,8 @@ def json_response(status: int, content: Any, headers: Mapping[str, str] | None =
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    """``{"error": message}`` with `status`."""
-    return json_response(status, {"error": message}, headers)
+    """The wire's error answer (``{"error": message}``) with `status`."""
+    return Response(error_body(message), status_code=status, media_type=JSON, headers=headers)
 
 
 def http_exception_response(exc: HTTPException) -> Response:

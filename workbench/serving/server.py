@@ -12,7 +12,7 @@ from types import FrameType
 
 import uvicorn
 
-from workbench.models import RuntimeConfig
+from workbench.wire.replica import RuntimeConfig
 
 from .app import Runtime, create_app
 from .logs import log

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from workbench.spec.models import ApiSpec, TrafficSplitterSpec
+from workbench.wire.errors import BadRequest
 
 SPEC_FILENAMES = ("workbench.yaml", "workbench.yml")
 DEFAULT_CLASSES = ("Predictor", "PythonPredictor")
@@ -28,7 +29,7 @@ class Problem:
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
-class SpecError(Exception):
+class SpecError(BadRequest):
     """One or more problems in a spec; str() lists them one per line."""
 
     def __init__(self, problems: list[Problem]):

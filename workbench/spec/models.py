@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from workbench.models import ServingConfig
+from workbench.wire.replica import ServingConfig
 
 API_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.models import BuildEvent, GpuReport, HostInfo, ReplicaState, RuntimeKind
+from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaState
+from workbench.wire.replica import RuntimeKind
 
 ApiStatus = Literal["live", "updating", "starting", "error", "scaled_to_zero", "pending", "splitter"]
 
