@@ -1,29 +1,24 @@
 """Deploy APIs onto one host's agent: build (or reuse) the artifact, start replicas, swap.
 
 The controller (workbench.controller.deployments) calls `choose_runtime`, `ensure_artifact` and
-`replica_request` per host; `Deployer` is the direct, controller-less flow against one agent.
+`replica_request` per host.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.images.context import make_context
 from workbench.images.plan import plan_build
 from workbench.spec.loader import LoadedSpec
 from workbench.spec.models import ApiSpec
-from workbench.wire.agent import BuildEvent, HostInfo, ReplicaInfo, ReplicaRequest, ReplicaState
-from workbench.wire.errors import WorkbenchError
+from workbench.wire.agent import BuildEvent, HostInfo, ReplicaInfo, ReplicaRequest
 from workbench.wire.replica import RuntimeConfig, RuntimeKind
-
-#: Renders a build's event stream and returns the artifact (raises on a failed build).
-BuildRenderer = Callable[[Iterable[BuildEvent]], str | None]
 
 
 class DeployError(Exception):
@@ -94,115 +89,26 @@ def replica_request(loaded: LoadedSpec | ApiSpec, runtime: RuntimeKind, artifact
     )
 
 
-def ensure_artifact(client: AgentClient, loaded: LoadedSpec, runtime: RuntimeKind, offline: bool | None,
-                    *, say: Callable[[str], None], render_build: BuildRenderer) -> tuple[str, str, bool]:
+async def ensure_artifact(client: AsyncAgentClient, loaded: LoadedSpec, runtime: RuntimeKind,
+                          offline: bool | None, *, say: Callable[[str], None],
+                          on_build: Callable[[BuildEvent], None]) -> tuple[str, str, bool]:
     """Build the API's image/bundle on `client`'s host unless it is there already (by content
-    hash). Returns (artifact, image_hash, built)."""
-    plan = plan_build(loaded, runtime, offline)
+    hash). `say` gets progress lines (also from a worker thread); `on_build` each build event and
+    raises to stop on a failed build. Returns (artifact, image_hash, built)."""
+    plan = await asyncio.to_thread(plan_build, loaded, runtime, offline)
     image_hash = plan.image_hash()
     artifact = plan.artifact(image_hash)
-    if client.artifact_exists(runtime, artifact):
+    if await client.artifact_exists(runtime, artifact):
         say(f"{loaded.spec.name}: {artifact} is up to date (no rebuild)")
         return artifact, image_hash, False
     say(f"{loaded.spec.name}: building {artifact} ({runtime} runtime)")
-    context = make_context(loaded, runtime=runtime, offline=offline, progress=say)
+    context = await asyncio.to_thread(make_context, loaded, runtime=runtime, offline=offline, progress=say)
+    built: str | None = None
     try:
-        built = render_build(client.build(runtime, context.artifact, context.path))
+        async for event in client.build(runtime, context.artifact, context.path):
+            on_build(event)
+            if event.kind == "done":
+                built = event.artifact
     finally:
         context.cleanup()
     return built or context.artifact, context.image_hash, True
-
-
-class Deployer:
-    """Runs the deploy steps against one agent, reporting progress through callbacks."""
-
-    def __init__(self, client: AgentClient, *, say: Callable[[str], None],
-                 render_build: BuildRenderer,
-                 on_wait: Callable[[str, list[ReplicaInfo], int], None] | None = None,
-                 poll_interval: float = 0.25):
-        self.client = client
-        self.say = say
-        self.render_build = render_build
-        self.on_wait = on_wait
-        self.poll_interval = poll_interval
-
-    def ensure_artifact(self, loaded: LoadedSpec, runtime: RuntimeKind,
-                        offline: bool | None) -> tuple[str, str, bool]:
-        """Build the API's image/bundle unless the agent already has it (by content hash)."""
-        return ensure_artifact(self.client, loaded, runtime, offline, say=self.say,
-                               render_build=self.render_build)
-
-    def deploy(self, loaded: LoadedSpec, host: HostInfo, *, runtime_override: str | None = None,
-               offline: bool | None = None) -> DeployResult:
-        spec = loaded.spec
-        runtime = choose_runtime(loaded, host, runtime_override)
-        if runtime == "process" and spec.runtime == "auto" and runtime_override is None:
-            self.say(f"{spec.name}: Docker is not available ({host.docker.error or 'no engine'}); "
-                     "using the process runtime")
-        artifact, image_hash, built = self.ensure_artifact(loaded, runtime, offline)
-        request = replica_request(loaded, runtime, artifact, image_hash)
-        existing = self.client.replicas(spec.name)
-        current = [r for r in existing if r.spec_hash == request.spec_hash]
-        outdated = [r for r in existing if r.spec_hash != request.spec_hash]
-        desired = spec.desired_replicas
-        missing = max(desired - len(current), 0)
-        result = DeployResult(api=spec.name, runtime=runtime, artifact=artifact, built=built)
-        created: list[ReplicaInfo] = []
-        try:
-            for _ in range(missing):
-                created.append(self.client.create_replica(request))
-        except WorkbenchError as error:
-            self._remove(created)
-            raise DeployError(f"{spec.name}: the agent refused to start a replica: {error}") from error
-        if created:
-            self.say(f"{spec.name}: starting {len(created)} replica(s)")
-            self._wait_ready(spec.name, [r.id for r in created], spec.serving.startup_timeout,
-                             rollback=created, keeps_serving=bool(outdated or current))
-        for extra in current[desired:]:
-            self.client.delete_replica(extra.id)
-        for old in outdated:
-            self.client.delete_replica(old.id)
-        result.replaced = len(outdated)
-        result.unchanged = not built and not created and not outdated and len(current) == desired
-        result.replicas = self.client.replicas(spec.name)
-        return result
-
-    def _wait_ready(self, api: str, ids: list[str], timeout: float, *, rollback: list[ReplicaInfo],
-                    keeps_serving: bool) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            states = [self.client.replica(replica_id) for replica_id in ids]
-            if self.on_wait:
-                self.on_wait(api, states, len(ids))
-            failed = next((r for r in states if r.state == ReplicaState.FAILED), None)
-            if failed is not None:
-                self._remove(rollback)
-                left = ("the previous version keeps serving" if keeps_serving
-                        else "nothing was deployed")
-                raise DeployError(
-                    f"{api}: replica {failed.id} failed to start: {failed.message or 'exited'}; "
-                    f"{left}. Fix the predictor and deploy again; its output is below.",
-                    failed.log_tail,
-                )
-            if all(r.state == ReplicaState.READY for r in states):
-                return
-            if time.monotonic() > deadline:
-                tail = next((r.log_tail for r in states if r.state != ReplicaState.READY), [])
-                self._remove(rollback)
-                raise DeployError(
-                    f"{api}: replicas not ready after {timeout:.0f} s (serving.startup_timeout); "
-                    "nothing changed. Raise the timeout if the model loads slowly.", tail)
-            time.sleep(self.poll_interval)
-
-    def _remove(self, replicas: list[ReplicaInfo]) -> None:
-        for replica in replicas:
-            with contextlib.suppress(WorkbenchError):
-                self.client.delete_replica(replica.id, grace=5.0)
-
-
-def delete_api(client: AgentClient, api: str) -> int:
-    """Stop and remove every replica of `api`; returns how many there were."""
-    replicas = client.replicas(api)
-    for replica in replicas:
-        client.delete_replica(replica.id)
-    return len(replicas)

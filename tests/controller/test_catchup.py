@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.controller.helpers import echo_project
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.catchup import RETRY_AFTER, CatchUpBuilds, build_on
 from workbench.controller.events import Events
 from workbench.controller.fleet import Host
@@ -29,7 +29,7 @@ def record_of(folder: Path) -> ApiRecord:
 
 def box() -> Host:
     host = Host(name="box9", url="http://127.0.0.1:9", token="t")
-    host.client = AgentClient(host.url, host.token, timeout=1)  # nothing answers there
+    host.client = AsyncAgentClient(host.url, host.token, timeout=1)  # nothing answers there
     return host
 
 
@@ -38,11 +38,11 @@ def test_changed_or_missing_project_is_refused_before_the_agent_is_asked(tmp_pat
     record = record_of(folder)
     (folder / "predictor.py").write_text((folder / "predictor.py").read_text() + "\n# edited\n")
     with pytest.raises(DeployError, match=r"changed since version 3 was deployed"):
-        build_on(record, box(), "process")
+        asyncio.run(build_on(record, box(), "process"))
     gone = ApiRecord(name="echo", kind="api", spec=record.spec, project_dir=str(tmp_path / "nope"),
                      artifact=record.artifact)
     with pytest.raises(DeployError, match="is gone from this workstation"):
-        build_on(gone, box(), "process")
+        asyncio.run(build_on(gone, box(), "process"))
 
 
 async def test_a_failed_build_keeps_the_host_out_until_a_deploy_builds_there(tmp_path: Path) -> None:

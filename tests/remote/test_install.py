@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -12,9 +13,10 @@ from workbench.remote.tunnel import RemoteHost
 from tests.support.real_parts import EXAMPLES, wait_until
 from tests.support.sshd import Box
 from workbench import __version__
+from workbench.clients.agent import AsyncAgentClient
 from workbench.deploy import ensure_artifact, replica_request
 from workbench.spec.loader import load_specs
-from workbench.wire.agent import ReplicaState
+from workbench.wire.agent import BuildEvent, ReplicaState
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 
@@ -96,16 +98,15 @@ def _status(url: str) -> int | None:
 
 def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
     [loaded] = load_specs(EXAMPLES / "echo")
-    with remote.agent_client(timeout=300) as client:
-        def build(events):  # type: ignore[no-untyped-def]
-            artifact = None
-            for event in events:
-                assert event.kind != "error", event.message
-                artifact = event.artifact or artifact
-            return artifact
+    def build(event: BuildEvent) -> None:
+        assert event.kind != "error", event.message
 
-        artifact, image_hash, _ = ensure_artifact(client, loaded, "process", None, say=lambda _: None,
-                                                  render_build=build)
+    async def ensure() -> tuple[str, str, bool]:
+        async with AsyncAgentClient(remote.agent_url, remote.agent_token, timeout=300) as agent:
+            return await ensure_artifact(agent, loaded, "process", None, say=lambda _: None, on_build=build)
+
+    artifact, image_hash, _ = asyncio.run(ensure())
+    with remote.agent_client(timeout=300) as client:
         replica = client.create_replica(replica_request(loaded, "process", artifact, image_hash))
         try:
             ready = wait_until(lambda: (r := client.replica(replica.id)).state == ReplicaState.READY and r,

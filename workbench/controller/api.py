@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from workbench import __version__
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.deployments import Deployments
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
@@ -46,7 +45,7 @@ from workbench.wire.control import (
     RemovedHostBody,
     ScaleRequest,
 )
-from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized
+from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized, WorkbenchError
 from workbench.wire.handlers import install_error_handlers, validation_text
 
 log = logging.getLogger("workbench.controller.api")
@@ -263,7 +262,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     app.include_router(v1)
 
-    def agent_of(name: str) -> AgentClient | None:
+    def agent_of(name: str) -> AsyncAgentClient | None:
         host = fleet.hosts.get(name)
         return host.client if host is not None else None
 
@@ -275,21 +274,13 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     return app
 
 
-def _client(host: Host) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=host.url, headers={"Authorization": f"Bearer {host.token}"},
-                             timeout=httpx.Timeout(10.0, read=None))
-
-
 async def _tail(host: Host, replica: ReplicaInfo, tail: int, prefix: bool) -> str:
     mark = f"[{replica.id}] " if prefix else ""
     try:
-        async with _client(host) as client:
-            response = await client.get(f"/v1/replicas/{replica.id}/logs", params={"tail": tail})
-    except httpx.HTTPError as error:
-        return f"{mark}(logs unavailable: {error})\n"
-    if response.status_code >= 400:
-        return f"{mark}(logs unavailable: {response.status_code})\n"
-    return "".join(f"{mark}{line}\n" for line in response.text.splitlines())
+        lines = [line async for line in host.client.logs(replica.id, tail=tail)]
+    except WorkbenchError as error:
+        return f"{mark}(logs unavailable: {error.status or error})\n"
+    return "".join(f"{mark}{line}\n" for line in lines)
 
 
 async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool) -> AsyncIterator[bytes]:
@@ -298,12 +289,9 @@ async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool
     async def pump(host: Host, replica: ReplicaInfo) -> None:
         mark = f"[{replica.id}] " if prefix else ""
         try:
-            async with _client(host) as client, client.stream(
-                    "GET", f"/v1/replicas/{replica.id}/logs",
-                    params={"tail": tail, "follow": "true"}) as response:
-                async for line in response.aiter_lines():
-                    await queue.put(f"{mark}{line}\n".encode())
-        except httpx.HTTPError as error:
+            async for line in host.client.logs(replica.id, tail=tail, follow=True):
+                await queue.put(f"{mark}{line}\n".encode())
+        except WorkbenchError as error:
             await queue.put(f"{mark}(log stream ended: {error})\n".encode())
         finally:
             await queue.put(None)

@@ -61,7 +61,7 @@ class CatchUpBuilds:
     async def _build(self, record: ApiRecord, host: Host, runtime: RuntimeKind, key: tuple[str, str]) -> None:
         started = time.monotonic()
         try:
-            await asyncio.to_thread(build_on, record, host, runtime)
+            await build_on(record, host, runtime)
         except Exception as error:  # a failed build must not take the reconciler down
             self._failed[key] = time.time()
             self.events.record("build", f"{record.name}: the build on {host.name} failed: {error}; "
@@ -82,26 +82,21 @@ class CatchUpBuilds:
             self._failed.pop((host, artifact), None)
 
 
-def build_on(record: ApiRecord, host: Host, runtime: RuntimeKind) -> None:
-    """Build `record`'s artifact on `host` from its project folder (blocking)."""
+async def build_on(record: ApiRecord, host: Host, runtime: RuntimeKind) -> None:
+    """Build `record`'s artifact on `host` from its project folder."""
     if not record.project_dir or not Path(record.project_dir).is_dir():
         raise DeployError(f"its project folder {record.project_dir or '(unknown)'} is gone from this "
                           "workstation")
     folder = Path(record.project_dir)
     loaded = LoadedSpec(spec=record.api_spec(), project_dir=folder, file=folder / "workbench.yaml")
-    plan = plan_build(loaded, runtime, None)
+    plan = await asyncio.to_thread(plan_build, loaded, runtime, None)
     if plan.artifact(plan.image_hash()) != record.artifact:
         raise DeployError(f"the files in {folder} changed since version {record.version} was deployed, "
                           f"so they would not make {record.artifact}")
 
-    def render(events: Iterable[BuildEvent]) -> str | None:
-        artifact = None
-        for event in events:
-            if event.kind == "error":
-                raise DeployError(event.message)
-            if event.kind == "done":
-                artifact = event.artifact
-        return artifact
+    def on_build(event: BuildEvent) -> None:
+        if event.kind == "error":
+            raise DeployError(event.message)
 
-    ensure_artifact(host.client, loaded, runtime, None, say=lambda message: log.info("%s", message),
-                    render_build=render)
+    await ensure_artifact(host.client, loaded, runtime, None, say=lambda message: log.info("%s", message),
+                          on_build=on_build)

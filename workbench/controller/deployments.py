@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,34 +199,30 @@ class Deployments:
 
     async def _build(self, host: Host, loaded: LoadedSpec, runtime: RuntimeKind, offline: bool | None,
                      outcome: list[tuple[str, str, bool]]) -> AsyncIterator[DeployEvent]:
-        """Run the (blocking) build in a thread, forwarding its progress as DeployEvents."""
+        """Build on `host`, forwarding its progress as DeployEvents as they happen."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[DeployEvent | None] = asyncio.Queue()
         name = loaded.spec.name
 
-        def put(event: DeployEvent | None) -> None:
+        def put(event: DeployEvent | None) -> None:  # also called from the context builder's thread
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         def say(message: str) -> None:
             put(DeployEvent(kind="log", api=name, message=message))
 
-        def render(events: Iterable[BuildEvent]) -> str | None:
-            artifact = None
-            for event in events:
-                put(DeployEvent(kind="build", api=name, message=event.message, build=event))
-                if event.kind == "error":
-                    raise DeployError(f"{name}: the build on {host.name} failed: {event.message}")
-                if event.kind == "done":
-                    artifact = event.artifact
-            return artifact
+        def on_build(event: BuildEvent) -> None:
+            put(DeployEvent(kind="build", api=name, message=event.message, build=event))
+            if event.kind == "error":
+                raise DeployError(f"{name}: the build on {host.name} failed: {event.message}")
 
-        def work() -> tuple[str, str, bool]:
+        async def work() -> tuple[str, str, bool]:
             try:
-                return ensure_artifact(host.client, loaded, runtime, offline, say=say, render_build=render)
+                return await ensure_artifact(host.client, loaded, runtime, offline, say=say,
+                                             on_build=on_build)
             finally:
                 put(None)
 
-        task = asyncio.ensure_future(asyncio.to_thread(work))
+        task = asyncio.ensure_future(work())
         while (event := await queue.get()) is not None:
             yield event
         outcome.append(await task)

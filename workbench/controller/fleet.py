@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.wire.agent import HostInfo, ReplicaInfo, ReplicaState
 from workbench.wire.errors import WorkbenchError
 
@@ -60,8 +60,8 @@ class Host:
 
     def __post_init__(self) -> None:
         verify = self.ca_cert or True
-        self.client = AgentClient(self.url, self.token, timeout=60.0, verify=verify)
-        self.poller = AgentClient(self.url, self.token, timeout=3.0, verify=verify)
+        self.client = AsyncAgentClient(self.url, self.token, timeout=60.0, verify=verify)
+        self.poller = AsyncAgentClient(self.url, self.token, timeout=3.0, verify=verify)
 
     @property
     def direct(self) -> bool:
@@ -96,9 +96,9 @@ class Host:
     def link_down(self) -> bool:
         return self.link is not None and self.link.state != "connected"
 
-    def close(self) -> None:
-        self.client.close()
-        self.poller.close()
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.poller.aclose()
 
 
 def _fingerprint(host: Host) -> tuple[object, ...]:
@@ -114,12 +114,13 @@ class Fleet:
         self.poll_seconds = poll_seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._first_poll: dict[str, asyncio.Event] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # clients of hosts that left, closing
 
     def add(self, host: Host) -> None:
         old = self.hosts.get(host.name)
         if old is not None:
             self._stop_task(host.name)
-            old.close()
+            self._close_later(old)
         self.hosts[host.name] = host
         self._first_poll[host.name] = asyncio.Event()
         self._tasks[host.name] = asyncio.create_task(self._monitor(host), name=f"fleet-{host.name}")
@@ -136,7 +137,7 @@ class Fleet:
         self._first_poll.pop(name, None)
         host = self.hosts.pop(name, None)
         if host is not None:
-            host.close()
+            self._close_later(host)
         if self.on_change is not None:
             self.on_change()
         return host
@@ -148,6 +149,11 @@ class Fleet:
         host.state, host.message = "unreachable", message
         if self.on_change is not None:
             self.on_change()
+
+    def _close_later(self, host: Host) -> None:
+        task = asyncio.ensure_future(host.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _stop_task(self, name: str) -> None:
         task = self._tasks.pop(name, None)
@@ -162,7 +168,9 @@ class Fleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for host in self.hosts.values():
-            host.close()
+            await host.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     # -- reading -----------------------------------------------------------------------------
     def replicas(self, api: str | None = None) -> list[tuple[Host, ReplicaInfo]]:
@@ -214,9 +222,9 @@ class Fleet:
                 self.mark_unreachable(host, f"SSH link to {host.address or host.name} is down")
             return
         try:
-            replicas = await asyncio.to_thread(host.poller.replicas)
+            replicas = await host.poller.replicas()
             if host.info is None or time.monotonic() - host.info_at > HOST_INFO_SECONDS:
-                host.info = await asyncio.to_thread(host.poller.host)
+                host.info = await host.poller.host()
                 host.info_at = time.monotonic()
         except WorkbenchError as error:
             if host.state != "unreachable":

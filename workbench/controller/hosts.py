@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workbench import __version__, paths
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.reconciler import Reconciler
@@ -35,7 +35,7 @@ from workbench.remote.install import AgentAccess, layout_of, read_config
 from workbench.remote.preflight import ok
 from workbench.remote.sshconfig import resolve
 from workbench.remote.tunnel import RemoteHost
-from workbench.wire.agent import ReplicaState
+from workbench.wire.agent import HostInfo, ReplicaState
 from workbench.wire.control import AddHostRequest, HostEvent
 from workbench.wire.errors import BadRequest, Failed, WorkbenchError
 
@@ -109,11 +109,11 @@ def direct_url(target: str, *, tls: bool, port: int | None = None) -> str:
     return f"{parts.scheme}://{host}:{given_port or port or paths.DEFAULT_AGENT_PORT}"
 
 
-def _check_direct_agent(url: str, token: str, ca_cert: str | None) -> Any:
+async def _check_direct_agent(url: str, token: str, ca_cert: str | None) -> HostInfo:
     """The agent's HostInfo, or a HostFailed that says what to fix."""
     try:
-        with AgentClient(url, token, timeout=10.0, verify=ca_cert or True) as client:
-            return client.host()
+        async with AsyncAgentClient(url, token, timeout=10.0, verify=ca_cert or True) as client:
+            return await client.host()
     except WorkbenchError as error:
         if error.status == 401:
             raise HostFailed(f"the agent at {url} refused the token: pass the `token` from the box's agent "
@@ -296,7 +296,7 @@ class HostManager:
             url = direct_url(request.target, tls=request.ca_cert is not None, port=request.port)
             ca_source = str(Path(request.ca_cert).expanduser()) if request.ca_cert else None
             yield HostEvent(kind="step", host=name, step="connect", message=f"checking the agent at {url}")
-            info = await asyncio.to_thread(_check_direct_agent, url, request.token, ca_source)
+            info = await _check_direct_agent(url, request.token, ca_source)
             stored = True
             _write_private(token_path(name), request.token.encode() + b"\n")
             if ca_source is not None:

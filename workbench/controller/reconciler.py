@@ -198,7 +198,7 @@ class Reconciler:
             pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share
                                                 if placement.gpu_ids else None})
             try:
-                info = await asyncio.to_thread(host.client.create_replica, pinned)
+                info = await host.client.create_replica(pinned)
             except WorkbenchError as error:
                 if error.status == 404:  # the host joined after the deploy: no image/bundle there
                     self.catchup.start(record, host, runtime)
@@ -272,7 +272,7 @@ class Reconciler:
             deadline = time.monotonic() + DRAIN_WAIT
             while time.monotonic() < deadline and self._in_flight(replica) > 0:
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(host.client.delete_replica, replica.id, grace)
+            await host.client.delete_replica(replica.id, grace)
             self.fleet.note_gone(host.name, replica.id)
             log.info("%s: removed replica %s on %s", replica.api, replica.id, host.name)
         except WorkbenchError as error:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from workbench.agent.gpu.check import Observed, evaluate, project, summary
+from workbench.gpu_check import Observed, evaluate, project, summary
 
 from workbench.spec.loader import load_specs
 from workbench.wire.agent import GpuInfo, GpuProcess, GpuReport, GpuSample

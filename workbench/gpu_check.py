@@ -1,4 +1,5 @@
-"""The real-GPU check behind `scripts/gpu-check` (run it through that script).
+"""The real-GPU check behind `scripts/gpu-check` (run it through that script). It drives the
+workstation (CLI, controller) against the local agent, so it lives beside the CLI, not in the agent.
 
 On a machine with an NVIDIA GPU: a workbench home of its own, a controller whose local agent reads
 real NVML (WORKBENCH_FAKE_GPUS is removed from the environment) and runs the process runtime;
