@@ -92,10 +92,10 @@ def make_tar(files: dict[str, bytes]) -> bytes:
 
 
 def runtime_files() -> dict[str, bytes]:
-    """workbench/{__init__,models}.py and workbench/serving/*.py under runtime/."""
+    """workbench/__init__.py, workbench/wire/*.py and workbench/serving/*.py under runtime/."""
     files = {}
     src = REPO / "workbench"
-    for path in [src / "__init__.py", src / "models.py", *sorted((src / "serving").glob("*.py"))]:
+    for path in [src / "__init__.py", *sorted((src / "wire").glob("*.py")), *sorted((src / "serving").glob("*.py"))]:
         files["runtime/workbench/" + str(path.relative_to(src))] = path.read_bytes()
     return files
 
