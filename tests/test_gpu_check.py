@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from workbench.gpu_check import Observed, evaluate, project, summary
 
+from workbench.gpu_check import Observed, evaluate, project, summary
 from workbench.spec.loader import load_specs
 from workbench.wire.agent import GpuInfo, GpuProcess, GpuReport, GpuSample
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 GIB = 1024**3
 
 

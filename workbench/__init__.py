@@ -2,8 +2,8 @@
 
 `workbench.Client` / `workbench.AsyncClient` call deployed APIs through the local router; their
 errors (`workbench.APINotFound`, `PredictionError`, `Unavailable`, `Timeout`, `ConnectionFailed`,
-`Unauthorized`, all `WorkbenchError`) are here too. They load lazily: this package is also the predictor runtime inside every replica, which
-has no httpx.
+`Unauthorized`, all `WorkbenchError`) are here too. They load lazily: this package is also the
+predictor runtime inside every replica, which has no httpx.
 """
 
 from typing import Any

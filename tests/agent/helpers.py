@@ -95,7 +95,8 @@ def runtime_files() -> dict[str, bytes]:
     """workbench/__init__.py, workbench/wire/*.py and workbench/serving/*.py under runtime/."""
     files = {}
     src = REPO / "workbench"
-    for path in [src / "__init__.py", *sorted((src / "wire").glob("*.py")), *sorted((src / "serving").glob("*.py"))]:
+    wire, serving = sorted((src / "wire").glob("*.py")), sorted((src / "serving").glob("*.py"))
+    for path in [src / "__init__.py", *wire, *serving]:
         files["runtime/workbench/" + str(path.relative_to(src))] = path.read_bytes()
     return files
 
