@@ -96,8 +96,9 @@ def test_the_run_end_to_end_on_simulated_gpus(tmp_path: Path, monkeypatch: pytes
     The checks that need a real GPU (source nvml, cuda) must fail, and say so; the rest pass."""
     import json
 
-    from workbench.agent.gpu import check
     from workbench.agent.gpu.fixture import FixtureProbe
+
+    from workbench import gpu_check as check
 
     fixture = tmp_path / "gpus.json"
     fixture.write_text(json.dumps({"gpus": [{"index": 0, "name": "SIMULATED", "memory_total_bytes": 16 * GIB,
