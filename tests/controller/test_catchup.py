@@ -109,7 +109,7 @@ async def test_a_late_host_gets_the_artifact_from_the_deploys_plan(agent: Agent,
     events = Events(Store(tmp_path / "state.db"))
     catchup = CatchUpBuilds(events)
     record, plan = record_and_plan(echo_project(tmp_path, yaml="name: late\nruntime: process\n"))
-    catchup.built(plan, ["local"])  # what the deploy does once its hosts have the artifact
+    catchup.keep(plan)  # what the deploy does once it has made the plan
     # a file added since: a plan made now would name another artifact, the kept one still makes this one
     (Path(str(record.project_dir)) / "notes.txt").write_text("written after the deploy\n")
     host = joined(agent, "box-late")

@@ -81,12 +81,14 @@ class CatchUpBuilds:
         finally:
             self._building.pop(key, None)
 
-    def built(self, plan: BuildPlan, hosts: Iterable[str]) -> None:
-        """A deploy made `plan` and put its artifact on `hosts`: the plan is kept for hosts that
-        join later, and earlier failures on `hosts` no longer count."""
-        self._plans[plan.api] = plan
+    def built(self, artifact: str, hosts: Iterable[str]) -> None:
+        """A deploy built `artifact` on `hosts`: earlier failures there no longer count."""
         for host in hosts:
-            self._failed.pop((host, plan.artifact), None)
+            self._failed.pop((host, artifact), None)
+
+    def keep(self, plan: BuildPlan) -> None:
+        """The plan a deploy made for its API: hosts that join later are built from it."""
+        self._plans[plan.api] = plan
 
     async def _plan_for(self, record: ApiRecord, runtime: RuntimeKind) -> BuildPlan:
         """The kept plan of `record`'s artifact; without one (a restart), made again once."""

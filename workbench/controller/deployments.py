@@ -101,7 +101,8 @@ class Deployments:
             async for event in self._build(host, plan, outcome):
                 yield event
             built = built or outcome[0]
-        self.reconciler.catchup.built(plan, [host.name for host in targets])
+        self.reconciler.catchup.keep(plan)
+        self.reconciler.catchup.built(artifact, [host.name for host in targets])
         request = replica_request(spec, runtime, artifact, image_hash)
         spec_json = spec.model_dump(mode="json", by_alias=True)
         existing = self.store.get_api(spec.name)
