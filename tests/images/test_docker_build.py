@@ -9,6 +9,7 @@ import pytest
 from tests.images.conftest import MakeProject
 from tests.support.real_parts import IN_CI, require_docker
 from workbench.images.context import make_context
+from workbench.images.plan import plan_build
 from workbench.wire.replica import BOOTSTRAP_BASE_IMAGE as BOOTSTRAP_TAG
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
@@ -27,7 +28,7 @@ def test_offline_build_and_run(make_project: MakeProject, tmp_path: Path) -> Non
         pytest.skip(f"{BOOTSTRAP_TAG} is not built here")
     loaded = make_project({"name": "imgtest", "image": {"base": BOOTSTRAP_TAG, "offline": True}},
                           {"helper.py": "VALUE = 42\n"})
-    with make_context(loaded, runtime="docker", directory=tmp_path) as context:
+    with make_context(plan_build(loaded, "docker"), directory=tmp_path) as context:
         tag = context.artifact
         try:
             with context.open() as body:

@@ -14,7 +14,8 @@ from tests.support.real_parts import EXAMPLES, wait_until
 from tests.support.sshd import Box
 from workbench import __version__
 from workbench.clients.agent import AsyncAgentClient
-from workbench.deploy import ensure_artifact, replica_request
+from workbench.controller.build import ensure_artifact, plan_artifact
+from workbench.controller.replica_request import replica_request
 from workbench.spec.loader import load_specs
 from workbench.wire.agent import BuildEvent, ReplicaState
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
@@ -101,13 +102,16 @@ def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
     def build(event: BuildEvent) -> None:
         assert event.kind != "error", event.message
 
-    async def ensure() -> tuple[str, str, bool]:
-        async with AsyncAgentClient(remote.agent_url, remote.agent_token, timeout=300) as agent:
-            return await ensure_artifact(agent, loaded, "process", None, say=lambda _: None, on_build=build)
+    plan = plan_artifact(loaded, "process", None)
 
-    artifact, image_hash, _ = asyncio.run(ensure())
+    async def ensure() -> bool:
+        async with AsyncAgentClient(remote.agent_url, remote.agent_token, timeout=300) as agent:
+            return await ensure_artifact(agent, plan, say=lambda _: None, on_build=build)
+
+    asyncio.run(ensure())
     with remote.agent_client(timeout=300) as client:
-        replica = client.create_replica(replica_request(loaded, "process", artifact, image_hash))
+        request = replica_request(loaded.spec, "process", plan.artifact, plan.image_hash)
+        replica = client.create_replica(request)
         try:
             ready = wait_until(lambda: (r := client.replica(replica.id)).state == ReplicaState.READY and r,
                                120, what="replica ready")

@@ -26,6 +26,7 @@ from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.gpu_api import gpu_routes
 from workbench.controller.hosts import HostManager
+from workbench.controller.intake import DeployInputError
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
 from workbench.controller.state import ApiRecord, Store
@@ -46,7 +47,7 @@ from workbench.wire.control import (
     ScaleRequest,
 )
 from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized, WorkbenchError
-from workbench.wire.handlers import install_error_handlers, validation_text
+from workbench.wire.handlers import error_response, install_error_handlers, validation_text
 
 log = logging.getLogger("workbench.controller.api")
 
@@ -114,11 +115,14 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.post("/deployments", responses={400: {"description": "bad spec"},
                                         200: {"content": {"application/x-ndjson": {}}}})
-    async def deploy(body: DeployRequest) -> StreamingResponse:
-        plan = await deps.deployments.prepare(body)  # a bad file: its 400 names file:line: field
+    async def deploy(body: DeployRequest) -> Response:
+        try:
+            order = await deps.deployments.prepare(body)
+        except DeployInputError as error:  # a bad spec's 400 lists its file:line: field problems
+            return error_response(400, error.message, **error.extra)
 
         async def lines() -> AsyncIterator[bytes]:
-            async for event in deps.deployments.stream(plan):
+            async for event in deps.deployments.stream(order):
                 yield (event.model_dump_json() + "\n").encode()
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")

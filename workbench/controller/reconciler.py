@@ -18,12 +18,12 @@ from collections import Counter
 from workbench.controller.catchup import CatchUpBuilds
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
+from workbench.controller.replica_request import replica_request
 from workbench.controller.rollout import ReplicaView, plan
 from workbench.controller.routes import RouteSync
 from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usage, note_placed, place
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
-from workbench.deploy import replica_request
 from workbench.wire.agent import ReplicaInfo, ReplicaState
 from workbench.wire.errors import WorkbenchError
 from workbench.wire.replica import RuntimeKind
