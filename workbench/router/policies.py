@@ -1,12 +1,14 @@
-"""Load-balancing policies: pick one endpoint among the available ones.
+"""Load-balancing policies: pick one endpoint among the eligible ones.
 
-Each is O(1) or O(n) in the (small) number of endpoints, and allocates nothing much.
+`pick` is what the router calls per attempt: the pool's eligible list (kept up to date by the
+pool, not rebuilt per request) and the API's policy. round_robin, p2c and ewma are O(1) in the
+number of endpoints; least_outstanding is O(n) by definition (it compares them all).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from .pool import EndpointState, Pool
 
@@ -14,6 +16,19 @@ Policy = Callable[[Pool, list[EndpointState], float], EndpointState]
 
 _random = random.random
 _randrange = random.randrange
+
+
+def pick(pool: Pool, policy: Policy, tried: Collection[EndpointState], now: float) -> EndpointState | None:
+    """An eligible endpoint not in `tried` (the attempts so far), chosen by `policy`; None when
+    there is none."""
+    candidates = pool.eligible(now)
+    if tried:  # a retry (rare): leave out the endpoints already tried
+        candidates = [s for s in candidates if s not in tried]
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    return policy(pool, candidates, now)
 
 
 def round_robin(pool: Pool, candidates: list[EndpointState], now: float) -> EndpointState:
