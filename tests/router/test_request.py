@@ -221,3 +221,9 @@ async def test_router_answers_an_undeployed_split_target_503():
     assert sent.status == 503 and sent.headers[b"retry-after"] == b"1"
     assert sent.headers[b"x-request-id"] == b"rid-5"
     assert sent.json() == {"error": "API 'missing' of traffic splitter 'split' is not deployed"}
+
+
+def test_a_websocket_scope_reads_as_a_get():
+    ws = {"type": "websocket", "path": "/echo/ws", "query_string": b"", "headers": [(b"origin", b"x")]}
+    request = read_request(ws, "echo", NO_KEYS, False)
+    assert request.method == "GET" and request.target == "/ws" and request.headers == [("origin", "x")]

@@ -57,7 +57,8 @@ def api_name(path: str) -> str:
 def read_request(
     scope: Scope, name: str, api_keys: frozenset[str], require_api_keys: bool
 ) -> IncomingRequest:
-    """The request of an HTTP `scope` addressed to route `name`, in one pass over its headers.
+    """The request of an HTTP (or WebSocket) `scope` addressed to route `name`, in one pass over
+    its headers.
 
     Raises Unauthorized when the route wants an API key the request lacks (keys are checked when
     the route has some or `require_api_keys`), MalformedRequest for an invalid Content-Length."""
@@ -107,7 +108,7 @@ def read_request(
         content_length = int(length)
 
     return IncomingRequest(
-        scope["method"],
+        scope.get("method", "GET"),  # a WebSocket scope has none (its handshake is a GET)
         upstream_target(scope, name),
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in forward],
         request_id,
