@@ -14,8 +14,7 @@ from .pool import EndpointState, Pool
 
 Policy = Callable[[Pool, list[EndpointState], float], EndpointState]
 
-_random = random.random
-_randrange = random.randrange
+_random = random.random  # int(_random() * n): a uniform index, 4x cheaper than random.randrange(n)
 
 
 def pick(pool: Pool, policy: Policy, tried: Collection[EndpointState], now: float) -> EndpointState | None:
@@ -40,7 +39,7 @@ def round_robin(pool: Pool, candidates: list[EndpointState], now: float) -> Endp
 def least_outstanding(pool: Pool, candidates: list[EndpointState], now: float) -> EndpointState:
     """Fewest requests in flight; ties broken at random (starting at a random offset)."""
     n = len(candidates)
-    start = _randrange(n) if n > 1 else 0
+    start = int(_random() * n) if n > 1 else 0
     best = candidates[start]
     for k in range(1, n):
         s = candidates[(start + k) % n]
@@ -51,8 +50,8 @@ def least_outstanding(pool: Pool, candidates: list[EndpointState], now: float) -
 
 def _two(candidates: list[EndpointState]) -> tuple[EndpointState, EndpointState]:
     n = len(candidates)
-    i = _randrange(n)
-    j = _randrange(n - 1)
+    i = int(_random() * n)
+    j = int(_random() * (n - 1))
     if j >= i:
         j += 1
     return candidates[i], candidates[j]
