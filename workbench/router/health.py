@@ -21,14 +21,19 @@ TIMEOUT = 1.0
 
 
 class HealthChecker:
+    """Checks what `endpoints()` returns each round; calls `on_change()` after a round in which
+    an endpoint turned healthy or unhealthy (the router then rebuilds its eligible lists)."""
+
     def __init__(
         self,
         endpoints: Callable[[], Iterable[EndpointState]],
         *,
+        on_change: Callable[[], None] | None = None,
         interval: float = INTERVAL,
         timeout: float = TIMEOUT,
     ) -> None:
         self._endpoints = endpoints
+        self._on_change = on_change
         self.interval = interval
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -61,9 +66,13 @@ class HealthChecker:
         states = [s for s in self._endpoints() if not s.removed]
         if states:
             results = await asyncio.gather(*(self.check(s) for s in states))
+            changed = False
             for state, ok in zip(states, results, strict=True):
-                if not state.removed:
+                if not state.removed and state.healthy != ok:
                     state.healthy = ok
+                    changed = True
+            if changed and self._on_change is not None:
+                self._on_change()
 
     async def check(self, state: EndpointState) -> bool:
         session = self._session
