@@ -146,8 +146,8 @@ def _as_container(tmp_path: Path) -> Iterator[Served]:
     container = ""
     try:
         started = time.monotonic()
-        _docker("build", "-q", "--build-arg", f"BASE_IMAGE={_base_image()}", "--label", LABEL, "-t", tag,
-                str(context), timeout=900)
+        _docker("build", "-q", "--force-rm", "--build-arg", f"BASE_IMAGE={_base_image()}", "--label", LABEL,
+                "-t", tag, str(context), timeout=900)
         built = time.monotonic() - started
         size = int(_docker("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
         print(f"\ntinylm image: built in {built:.1f} s, {size / 1e6:.0f} MB")
@@ -297,7 +297,7 @@ def _open_stream(served: Served, max_tokens: int) -> Any:
 def test_gauges_count_running_and_waiting(served: Served) -> None:
     """TINYLM_MAX_CONCURRENCY=2: a third request waits, and counts as waiting, until a slot frees."""
     tokens_before = served.metric("tinylm_generated_tokens_total")
-    streams = [_open_stream(served, 40) for _ in range(3)]
+    streams = [_open_stream(served, 60) for _ in range(3)]
     try:
         wait_until(lambda: (served.metric("tinylm_requests_running"),
                             served.metric("tinylm_requests_waiting")) == (2.0, 1.0),
@@ -306,9 +306,9 @@ def test_gauges_count_running_and_waiting(served: Served) -> None:
     finally:
         for stream in streams:
             stream.close()
-    assert [len(text) for text in texts] == [40, 40, 40]
+    assert [len(text) for text in texts] == [60, 60, 60]
     assert (served.metric("tinylm_requests_running"), served.metric("tinylm_requests_waiting")) == (0.0, 0.0)
-    assert served.metric("tinylm_generated_tokens_total") - tokens_before == 120
+    assert served.metric("tinylm_generated_tokens_total") - tokens_before == 180
 
 
 def test_client_disconnect_stops_generation(served: Served) -> None:
@@ -320,14 +320,16 @@ def test_client_disconnect_stops_generation(served: Served) -> None:
         read += len(chunk.choices[0].text)
         if read >= 5:
             break
+    before_close = served.metric("tinylm_generated_tokens_total")
     stream.close()
     wait_until(lambda: served.metric("tinylm_requests_cancelled_total") == cancelled + 1, timeout=2,
                interval=0.02, what="the server to see the disconnect")
     assert served.metric("tinylm_requests_running") == 0.0
     at_disconnect = served.metric("tinylm_generated_tokens_total")
+    assert before_close - tokens_before >= read
+    assert at_disconnect - before_close <= 3  # a token or two in flight at most (one every 20 ms)
     time.sleep(10 * TOKEN_DELAY)
     assert served.metric("tinylm_generated_tokens_total") == at_disconnect  # generation stopped
-    assert at_disconnect - tokens_before <= read + 3  # no more than a token or two in flight
 
     # a request still waiting for a slot, and a non-streaming one, are aborted the same way
     busy = [_open_stream(served, 2000) for _ in range(2)]
@@ -409,3 +411,23 @@ def test_concurrent_streams_arrive_interleaved(served: Served) -> None:
         thread.join(20)
     assert set(firsts) == {0, 1}
     assert max(firsts.values()) < min(lasts.values())  # each started before the other ended
+
+
+def _run_to_exit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tinylm", *args], cwd=TINYLM, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PORT": str(free_port()), **env})
+
+
+def test_a_server_without_its_model_exits_and_says_how_to_make_one(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.npz"
+    result = _run_to_exit({"TINYLM_MODEL_PATH": str(missing), "TINYLM_NO_TRAIN": "1"})
+    assert result.returncode == 1, result.stderr
+    assert f"{missing} does not exist" in result.stderr and "python -m tinylm.train" in result.stderr
+    assert not missing.parent.exists()
+
+
+def test_bad_settings_exit_before_listening(tmp_path: Path) -> None:
+    result = _run_to_exit({"TINYLM_TOKEN_DELAY": "fast"})
+    assert result.returncode == 2 and "TINYLM_TOKEN_DELAY" in result.stderr and "'fast'" in result.stderr
+    result = _run_to_exit({}, "--port", "0")
+    assert result.returncode == 2 and "PORT" in result.stderr
