@@ -13,6 +13,7 @@ from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.catchup import RETRY_AFTER, CatchUpBuilds, build_on
 from workbench.controller.events import Events
 from workbench.controller.fleet import Host
+from workbench.controller.links.local import LocalLink
 from workbench.controller.state import ApiRecord, Store
 from workbench.deploy import DeployError
 from workbench.images.plan import plan_build
@@ -28,7 +29,7 @@ def record_of(folder: Path) -> ApiRecord:
 
 
 def box() -> Host:
-    host = Host(name="box9", url="http://127.0.0.1:9", token="t")
+    host = Host(name="box9", link=LocalLink("http://127.0.0.1:9", "t", name="box9"))
     host.client = AsyncAgentClient(host.url, host.token, timeout=1)  # nothing answers there
     return host
 

@@ -14,7 +14,7 @@ import uvicorn
 from workbench.controller.app import Controller, is_loopback
 from workbench.controller.home import ControllerHome, default_port
 from workbench.controller.lock import AlreadyRunning, ControllerLock
-from workbench.local_agent import LocalAgentError
+from workbench.daemons import LaunchFailed
 
 log = logging.getLogger("workbench.controller")
 
@@ -122,7 +122,7 @@ def serve(host: str = "127.0.0.1", port: int | None = None) -> int:
                 asyncio.run(_run(home, host, port, sock))
             else:
                 uvloop.run(_run(home, host, port, sock))
-        except LocalAgentError as error:
+        except LaunchFailed as error:
             log.error("cannot start the local agent: %s", error)
             return 1
         except KeyboardInterrupt:
