@@ -82,6 +82,7 @@ class HostSecrets:
         return path if path.is_file() else None
 
     def forget(self, name: str) -> None:
+        """Delete the host's files (what is not a file there is not ours, and stays)."""
         for path in (self.token_path(name), self.ca_path(name)):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 path.unlink()
