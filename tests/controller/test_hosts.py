@@ -177,13 +177,13 @@ class Parts:
         self.store.close()
 
 
-async def start_parts(db: Path, links: FakeLinks) -> Parts:
+async def start_parts(db: Path, links: FakeLinks, poll_seconds: float = 0.2) -> Parts:
     store = Store(db)
     events = Events(store)
     router = Router()
     await router.start()
     holder: dict[str, Reconciler] = {}
-    fleet = Fleet(on_change=lambda: holder["reconciler"].routes.sync(), poll_seconds=0.2)
+    fleet = Fleet(on_change=lambda: holder["reconciler"].routes.sync(), poll_seconds=poll_seconds)
     routes = RouteSync(router, store, fleet, lambda: set(holder["reconciler"].retiring))
     reconciler = holder["reconciler"] = Reconciler(store, fleet, events, routes, RolloutTracker())
     hosts = HostManager(store, fleet, events, reconciler, links)
@@ -289,18 +289,21 @@ async def test_restore_after_a_restart_then_unreachable_box_comes_back(tmp_path:
         await held.close()
 
 
-async def test_link_down_marks_unreachable_at_once_and_back_when_mended(parts: Parts,
+async def test_link_down_marks_unreachable_at_once_and_back_when_mended(tmp_path: Path,
                                                                          links: FakeLinks) -> None:
-    assert (await add(parts))[-1].kind == "done"
-    link, host = links.made[-1], parts.fleet.hosts["box"]
-    link.set_up(False)
-    await eventually(lambda: host.state == "unreachable", 1, "the cut link to take the host out")
-    assert host.message == "the fake link was cut" and host.unreachable_since is not None
-    await asyncio.sleep(0.5)  # polls while the link is down do not touch the agent
-    assert host.state == "unreachable"
-    link.set_up(True)
-    await eventually(lambda: host.state == "ready", 5, "the mended link to bring the host back")
-    assert host.message is None
+    parts = await start_parts(tmp_path / "state.db", links, poll_seconds=60)  # only the link tells
+    try:
+        assert (await add(parts))[-1].kind == "done"
+        link, host = links.made[-1], parts.fleet.hosts["box"]
+        assert host.state == "ready"
+        link.set_up(False)
+        await eventually(lambda: host.state == "unreachable", 2, "the cut link to take the host out")
+        assert host.message == "the fake link was cut" and host.unreachable_since is not None
+        link.set_up(True)
+        await eventually(lambda: host.state == "ready", 5, "the mended link to bring the host back")
+        assert host.message is None and host.unreachable_since is None
+    finally:
+        await parts.close()
 
 
 async def test_an_agent_that_stops_answering_is_restarted_through_the_link(

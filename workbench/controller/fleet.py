@@ -136,6 +136,11 @@ class Fleet:
             self.on_change()
         return host
 
+    def pause(self, name: str) -> None:
+        """Stop polling a host that stays listed (while it is being removed: no poll, no restart
+        of an agent that is being stopped)."""
+        self._stop_task(name)
+
     def mark_unreachable(self, host: Host, message: str) -> None:
         """The link dropped: take the host (and its replicas) out now, not at the next poll."""
         if host.state != "unreachable":

@@ -251,19 +251,23 @@ class HostManager:
         return len(mine) - len(leftover), len(leftover)
 
     async def remove(self, name: str, purge: bool) -> tuple[int, int]:
-        """Drain, forget the host (fleet, records, secrets), then let its link clean the box."""
+        """Drain, forget the host (records, secrets), let its link clean the box, then take it out
+        of the fleet: it is listed until the box is clean."""
         moved, deleted = await self.drain(name)
         task = self._retry.pop(name, None)
         if task is not None:
             task.cancel()
-        host = self.fleet.remove(name)
+        host = self.fleet.hosts.get(name)
+        self.fleet.pause(name)
         self.store.delete_remote(name)
         self.store.delete_host(name)
-        if host is not None:
-            host.link.forget()
-            try:
+        try:
+            if host is not None:
+                host.link.forget()
                 await host.link.uninstall(purge)
-            finally:
+        finally:
+            self.fleet.remove(name)
+            if host is not None:
                 await host.link.close()
         self.events.record("host", f"host {name} removed ({moved} replica(s) moved, {deleted} deleted"
                            + (", purged" if purge else "") + ")")
