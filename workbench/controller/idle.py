@@ -290,6 +290,11 @@ class IdleWatcher:
         self.events.record("idle", text + (f": {line}" if line else ""), data=data,
                            level=logging.INFO if code == 0 else logging.WARNING)
 
+    async def wait(self) -> None:
+        """Until the actions under way have finished."""
+        while self._actions:
+            await asyncio.gather(*self._actions.values(), return_exceptions=True)
+
     async def close(self) -> None:
         """Stop waiting for actions (a command under way finishes on its own)."""
         for task in list(self._actions.values()):
