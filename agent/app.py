@@ -32,6 +32,14 @@ from workbench.wire.handlers import install_error_handlers
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
     """Build events as NDJSON lines; guarantees one final done/error; removes the upload."""
+    try:
+        yield from _ndjson_events(events)
+    finally:
+        context.unlink(missing_ok=True)
+
+
+def _ndjson_events(events: Iterator[BuildEvent]) -> Iterator[bytes]:
+    """Build (or pull) events as NDJSON lines; guarantees one final done/error."""
     final = False
     try:
         for event in events:
@@ -53,8 +61,6 @@ def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
                 .encode()
                 + b"\n"
             )
-    finally:
-        context.unlink(missing_ok=True)
 
 
 async def _follow(follower: LogFollower) -> AsyncIterator[bytes]:
@@ -213,6 +219,15 @@ def create_app(
             raise
         events = rt.build(str(path), artifact)
         return StreamingResponse(_ndjson(events, path), media_type="application/x-ndjson")
+
+    @v1.post("/pulls")
+    async def pull(image: str) -> StreamingResponse:
+        """Make sure the Docker engine has `image`, pulling it when it lacks it (NDJSON progress)."""
+        if err := check_artifact_name(image):
+            raise BadRequest(err.replace("artifact name", "image reference"))
+        rt = supervisor.runtime("docker")
+        await supervisor.require_available(rt)
+        return StreamingResponse(_ndjson_events(rt.pull(image)), media_type="application/x-ndjson")
 
     app.include_router(v1)
 

@@ -88,6 +88,13 @@ class AgentCalls:
                       parse_line=BuildEvent.model_validate_json, what="build")
 
     @staticmethod
+    def pull(image: str) -> Stream[BuildEvent]:
+        """Make sure the host's Docker engine has `image` (pulling it when it lacks it); progress
+        events, then one done (with the image's id) or error."""
+        return Stream("POST", "/v1/pulls", params={"image": image},
+                      parse_line=BuildEvent.model_validate_json, what="pull")
+
+    @staticmethod
     def logs(replica_id: str, *, tail: int = 100, follow: bool = False) -> Stream[str]:
         """A replica's log lines; with follow, until the replica goes away."""
         return Stream("GET", f"/v1/replicas/{quoted(replica_id)}/logs",
@@ -123,6 +130,7 @@ class AgentClient(SyncCore):
     delete_replica = sync_call(AgentCalls.delete_replica)
     artifact_exists = sync_call(AgentCalls.artifact_exists)
     build = sync_stream(AgentCalls.build)
+    pull = sync_stream(AgentCalls.pull)
     logs = sync_stream(AgentCalls.logs)
 
 
@@ -151,4 +159,5 @@ class AsyncAgentClient(AsyncCore):
     delete_replica = async_call(AgentCalls.delete_replica)
     artifact_exists = async_call(AgentCalls.artifact_exists)
     build = async_stream(AgentCalls.build)
+    pull = async_stream(AgentCalls.pull)
     logs = async_stream(AgentCalls.logs)

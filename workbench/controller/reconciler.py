@@ -120,7 +120,7 @@ class Reconciler:
         step = plan(views, record.spec_hash, record.desired_replicas, spec.update, rolling_out=rolling)
         if rolling:
             late = next((v for _, info, v in entries if v.spec_hash == record.spec_hash and not v.ready
-                         and time.time() - info.created_at > spec.serving.startup_timeout + 15), None)
+                         and time.time() - info.created_at > spec.startup_timeout + 15), None)
             failed = step.failed or late
             if failed is not None:
                 await self._fail_rollout(record, failed, entries)
@@ -232,8 +232,9 @@ class Reconciler:
         tail = info.log_tail if info else []
         previous = self.store.history(record.name, record.rollout_from) if record.rollout_from else None
         left = "the previous version keeps serving" if previous else "nothing was deployed"
+        what = "server" if record.api_spec().container is not None else "predictor"
         message = (f"{record.name}: replica {failed.id} failed to start: {reason}; {left}. "
-                   "Fix the predictor and deploy again; its output is below.")
+                   f"Fix the {what} and deploy again; its output is below.")
         for host, replica, view in entries:
             if view.spec_hash == record.spec_hash and host.reachable:
                 self.retire(host, replica)
