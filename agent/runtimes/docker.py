@@ -215,6 +215,7 @@ class DockerRuntime(Runtime):
                                  "--port", str(CONTAINER_PORT), "--replica-id", replica_id]
         else:
             server = request.server
+            env = {key: expand_port(value, server.port) for key, value in env.items()}
             env[PORT_ENV] = str(server.port)
             if server.command is not None:  # replaces the entrypoint, and with it the image's CMD
                 kwargs["entrypoint"] = [expand_port(item, server.port) for item in server.command]

@@ -28,7 +28,7 @@ from workbench.agent.runtimes.base import (
 from workbench.agent.runtimes.bundle import BundleBuilder
 
 from workbench.wire.agent import BuildEvent, ReplicaRequest
-from workbench.wire.replica import PORT_ENV, RUNTIME_CONFIG_ENV
+from workbench.wire.replica import PORT_ENV, RUNTIME_CONFIG_ENV, expand_port
 
 #: bytes at the end of a log file that a run's tail is looked for in
 RUN_LOG_WINDOW = 1 << 20
@@ -206,6 +206,7 @@ class ProcessRuntime(Runtime):
         assert server is not None
         bundle = self.bundles.path(handle.request.artifact)
         env = self._env(handle.request, bundle)
+        env.update({key: expand_port(value, port) for key, value in handle.request.env.items()})
         env[PORT_ENV] = str(port)
         argv = server.argv(port)
         with open(self.log_path(handle.replica_id), "ab") as log:

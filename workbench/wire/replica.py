@@ -81,8 +81,9 @@ class ServerConfig(Strict):
     """A container API's server: what runs, where it listens, how it is probed.
 
     Docker: `command` replaces the image's entrypoint and `args` its CMD (as Kubernetes does);
-    the process runtime runs `command + args` on the host. `$PORT` / `${PORT}` in either is the
-    replica's port, also set as the PORT environment variable."""
+    the process runtime runs `command + args` on the host. `$PORT` / `${PORT}` in either (and in
+    the values of the request's env) is the replica's port, also set as the PORT environment
+    variable."""
 
     command: list[str] | None = None
     args: list[str] | None = None
