@@ -77,7 +77,7 @@ def test_a_server_runs_its_command_on_its_port_and_is_readopted(
     assert [b["HostIp"] for b in host["PortBindings"]["9000/tcp"]] == ["127.0.0.1"]
 
     agent.kill(signal.SIGKILL)
-    assert httpx.get(ready["url"] + "/x").json()["path"] == "/x"  # serves while no agent watches
+    assert httpx.get(ready["url"] + "/echo/x").json()["path"] == "/echo/x"  # serves while no agent watches
     agent.start()
     with agent.client() as c:
         again = wait_state(c, info["id"], ["ready"], 60)
@@ -140,7 +140,7 @@ def test_a_command_on_the_process_runtime(agent: Agent, client: httpx.Client, se
         "process", server_bundle, env={"TAG": "p-$PORT"}, command=["python", "echo_server.py"])).json()
     ready = wait_state(client, info["id"], ["ready"], 30)
     port = ready["url"].rsplit(":", 1)[1]
-    answer = httpx.get(ready["url"] + "/").json()
+    answer = httpx.post(ready["url"] + "/").json()
     assert answer["port_env"] == port and answer["tag"] == f"p-{port}" and answer["version"] == "agent"
     assert answer["pid"] == ready["pid"]
 

@@ -67,7 +67,8 @@ def test_a_dockerfile_api_serves_scales_rolls_and_outlives_a_broken_image(ctl: C
     assert (root["path"], root["method"], root["body"], root["tag"], root["version"]) == (
         "/", "POST", "payload", "one", "v1")
     assert root["port_env"] == "8080"
-    assert httpx.get(f"{ctl.url}/ctr/v1/models?x=1", timeout=30).json()["path"] == "/v1/models?x=1"
+    assert httpx.get(f"{ctl.url}/ctr/echo/models?x=1", timeout=30).json()["path"] == "/echo/models?x=1"
+    assert httpx.get(f"{ctl.url}/ctr/readyz", timeout=30).status_code == 404  # the server's own answer
     assert httpx.get(f"{ctl.url}/ctr/chunks", timeout=30).text == "chunk 0\nchunk 1\nchunk 2\n"
 
     listed = ctl.bench.run("get").stdout

@@ -1,8 +1,9 @@
 """A model server of someone else's, as small as one can be: the container API tests run it from
 its own Dockerfile and as a command (standard library only; `server_project` writes both).
 
-It listens on $PORT (or --port), answers GET /health, echoes every other request as JSON (its
-path, body, TAG and its version file), and streams GET /chunks as three chunks. MODE says how it
+It listens on $PORT (or --port), answers GET /health, echoes every POST and every GET under
+/echo as JSON (its path, body, TAG and its version file), streams GET /chunks as three chunks,
+and answers any other GET 404 (as a real server does, /readyz included). MODE says how it
 misbehaves: `exit` (dies at start), `sick` (/health answers 503 for ever), `elsewhere` (listens on
 $PORT + 1)."""
 
@@ -71,8 +72,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.05)
             self.wfile.write(b"0\r\n\r\n")
-        else:
+        elif self.path.startswith("/echo"):
             self._echo()
+        else:
+            self._answer(404, {"error": f"no route {self.path}"})
 
     def do_POST(self) -> None:
         self._echo()

@@ -3,8 +3,11 @@ hashed and built on each host like a predictor image), or an image each host has
 
 A `DockerfilePlan` is made once per deploy, as a `BuildPlan` is: the project's files (the ignore
 rules applied, workbench.yaml left out) with their digests, at the root of the context as
-`docker build .` would send them; the tag is the content hash. An `ImagePlan` names the image; its
-id, known once the first host has found or pulled it, goes into the API's spec hash.
+`docker build .` would send them; the tag is the content hash. The workstation's CA bundle
+(PIP_CERT, SSL_CERT_FILE) goes in as certs/ca.pem unless the project has one, for a Dockerfile that
+wants it (`COPY certs/ca.pe[m] ...` copies it when it is there, and nothing when it is not). An
+`ImagePlan` names the image; its id, known once the first host has found or pulled it, goes into
+the API's spec hash.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from workbench.images.certs import CA_ARCNAME, find_ca_bundle
 from workbench.images.errors import ContextError
 from workbench.images.files import Entry, file_entry, walk_files
 from workbench.images.ignore import IgnoreRules
@@ -118,6 +122,9 @@ def plan_dockerfile(loaded: LoadedSpec, offline: bool | None = None,
                            "context; rename yours or list it in .dockerignore")
     if rel not in names:  # docker sends the Dockerfile even when .dockerignore names it
         entries.append(file_entry(rel, dockerfile))
+    ca = find_ca_bundle()
+    if ca is not None and CA_ARCNAME not in names and not (project / CA_ARCNAME).exists():
+        entries.append(file_entry(CA_ARCNAME, ca))
     offline = spec.image.offline if offline is None else offline
     return DockerfilePlan(api=spec.name, project_dir=project, dockerfile=rel, offline=offline,
                           entries=sorted(entries, key=lambda e: e.name), hash_inputs=dict(hash_inputs or {}))
