@@ -70,7 +70,7 @@ def test_a_server_runs_its_command_on_its_port_and_is_readopted(
     answer = httpx.post(ready["url"] + "/some/path?q=1", content=b"hi").json()
     assert answer == {"path": "/some/path?q=1", "method": "POST", "body": "hi", "tag": "t1",
                       "version": "agent", "pid": answer["pid"], "port_env": "9000",
-                      "argv": ["--port", "9000"]}
+                      "argv": ["--port", "9000"], "cuda": None}
     attrs = inspect(info["container_id"])
     host = attrs["HostConfig"]
     assert isinstance(host, dict) and host["ShmSize"] == 64 * MiB

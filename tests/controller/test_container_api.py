@@ -5,6 +5,7 @@ with a clear error and nothing deployed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +24,17 @@ BASE = "workbench/python:3.11-bookworm"  # the Python image `workbench image boo
 
 @pytest.fixture(scope="module")
 def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
-    """One controller (and agent) for the module; each test deletes what it deployed. The images the
-    deploys built (workbench/ctr*) are removed at the end."""
+    """One controller (and agent) for the module, on a host with two simulated GPUs; each test
+    deletes what it deployed. The images the deploys built (workbench/ctr*) are removed at the end."""
     require_docker()
-    bench = Workbench.create(tmp_path_factory.mktemp("containers") / "home")
+    root = tmp_path_factory.mktemp("containers")
+    gpus = [{"index": i, "name": "NVIDIA A100-SXM4-80GB", "uuid": f"GPU-ctr-{i}",
+             "memory_total_bytes": 80 * 2**30, "memory_used_bytes": 0, "memory_free_bytes": 80 * 2**30}
+            for i in range(2)]
+    fixture = {"driver_version": "550.54.15", "gpus": gpus, "motion": False}
+    (root / "gpus.json").write_text(json.dumps(fixture))
+    bench = Workbench.create(root / "home")
+    bench.env["WORKBENCH_FAKE_GPUS"] = str(root / "gpus.json")  # the controller's agent inherits it
     controller = Controller(bench)
     controller.start()
     try:
@@ -104,6 +112,8 @@ def test_a_dockerfile_api_serves_scales_rolls_and_outlives_a_broken_image(ctl: C
     assert "not healthy after startup_timeout (4s): GET /health on port 8080 got HTTP 503" in last["message"]
     assert "previous version keeps serving" in last["message"] and "Fix the server" in last["message"]
     assert "listening on port 8080" in last["log_tail"], last["log_tail"]
+    progress = [e["message"] for e in broken if e["kind"] == "rollout"]
+    assert any("(starting: listening on port 8080)" in line for line in progress), progress
     assert load.failures == [] and load.ok > 0, load.failures[:3]
     assert ctl.detail("ctr")["spec_hash"] == good["spec_hash"]
     assert httpx.post(f"{ctl.url}/ctr", timeout=30).json()["version"] == "v2"
@@ -142,6 +152,35 @@ def test_an_image_the_host_has_runs_as_it_is(ctl: Controller, tmp_path: Path) ->
     listing = httpx.get(f"{ctl.url}/ctr-image/", timeout=30)
     assert listing.status_code == 200 and "Directory listing" in listing.text
     delete(ctl, "ctr-image")
+
+
+def test_gpus_are_pinned_as_for_predictors(ctl: Controller, tmp_path: Path) -> None:
+    """compute.gpu: a container gets its GPU as a DeviceRequest (recorded in a label on this
+    simulated host, which has no NVIDIA runtime), a process its CUDA_VISIBLE_DEVICES."""
+    import docker
+
+    project = server_project(tmp_path / "ctr-gpu", "name: ctr-gpu\nruntime: docker\ncompute: {gpu: 1}\n"
+                             "container: {build: Dockerfile}\nserving: {graceful_shutdown: 1}\n")
+    assert ctl.deploy(project)[-1]["kind"] == "done"
+    [replica] = ctl.wait_ready("ctr-gpu", 1)["replica_list"]
+    [gpu] = replica["gpu_ids"]
+    [info] = ctl.agent_replicas("ctr-gpu")
+    client = docker.from_env()
+    try:
+        container = client.containers.get(info["container_id"])
+        request = json.loads(container.labels["workbench.gpu-device-request"])
+        env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    finally:
+        client.close()
+    assert request["DeviceIDs"] == [gpu] and request["Capabilities"] == [["gpu"]]
+    assert env["NVIDIA_VISIBLE_DEVICES"] == gpu and env["PORT"] == "8080"
+
+    (project / "workbench.yaml").write_text("name: ctr-gpu\nruntime: process\ncompute: {gpu: 1}\n"
+                                            "container: {command: [python, echo_server.py]}\n")
+    assert ctl.deploy(project)[-1]["kind"] == "done"
+    [replica] = ctl.wait_ready("ctr-gpu", 1)["replica_list"]
+    assert httpx.post(f"{ctl.url}/ctr-gpu", timeout=30).json()["cuda"] == replica["gpu_ids"][0]
+    delete(ctl, "ctr-gpu")
 
 
 def test_bad_container_apis_are_refused_and_nothing_is_deployed(ctl: Controller, tmp_path: Path) -> None:

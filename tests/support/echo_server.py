@@ -85,7 +85,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode(errors="replace") if length else ""
         self._answer(200, {"path": self.path, "method": self.command, "body": body,
                            "tag": os.environ.get("TAG"), "version": _version(), "pid": os.getpid(),
-                           "port_env": os.environ.get("PORT"), "argv": sys.argv[1:]})
+                           "port_env": os.environ.get("PORT"), "argv": sys.argv[1:],
+                           "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")})
 
 
 def main() -> None:

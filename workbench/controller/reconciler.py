@@ -38,6 +38,15 @@ DRAIN_WAIT = 5.0  # seconds to wait for the router's in-flight requests to a lea
 GONE_STATES = (ReplicaState.STOPPING, ReplicaState.STOPPED)
 
 
+def _with_starting(progress: str, entries: list[tuple[Host, ReplicaInfo, ReplicaView]],
+                   spec_hash: str) -> str:
+    """The rollout's progress, with what a new replica that is still starting says (a container
+    API's server: its last log line; model servers load for minutes)."""
+    said = next((info.message for _, info, view in entries if view.spec_hash == spec_hash
+                 and info.state == ReplicaState.STARTING and info.message), None)
+    return f"{progress} ({said})" if said else progress
+
+
 def demand_of(record: ApiRecord | None) -> Demand:
     if record is None or record.kind != "api":
         return Demand()
@@ -125,7 +134,8 @@ class Reconciler:
             if failed is not None:
                 await self._fail_rollout(record, failed, entries)
                 return
-            self.tracker.progress(record.name, step.progress(record.desired_replicas))
+            self.tracker.progress(record.name, _with_starting(step.progress(record.desired_replicas),
+                                                              entries, record.spec_hash))
         by_id = {view.id: (host, info) for host, info, view in entries}
         for view in step.delete:
             host, info = by_id[view.id]
