@@ -66,7 +66,8 @@ class AgentCalls:
 
     @staticmethod
     def create_replica(request: ReplicaRequest) -> Call[ReplicaInfo]:
-        return Call("POST", "/v1/replicas", content=request.model_dump_json().encode(),
+        # unset fields stay out, so an agent of an earlier version reads a predictor's request as before
+        return Call("POST", "/v1/replicas", content=request.model_dump_json(exclude_none=True).encode(),
                     headers={"Content-Type": "application/json"}, parse=_model(ReplicaInfo))
 
     @staticmethod
