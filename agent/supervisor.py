@@ -38,6 +38,15 @@ PORT_MISMATCH_GRACE = 5.0
 _PERIOD_SLACK = 0.05  # probes due "every second" must not skip a ~1 s tick
 
 
+def _serving_port(handle: Handle) -> int:
+    """The port a container API's server should listen on: the process runtime's pick for the
+    replica (its handle's `port`), else the request's (inside the container)."""
+    picked = handle.extra.get("port")
+    if isinstance(picked, int):
+        return picked
+    return handle.request.server.port if handle.request.server is not None else 0
+
+
 @dataclass
 class Replica:
     """One desired replica and what the supervisor knows about it."""
@@ -237,8 +246,7 @@ class Supervisor:
             await self._fail_starting(r, f"{wrong_port}: {fix}")
             return
         if too_late:
-            port = check.port or (listening.expected if listening is not None else request.server.port
-                                  if request.server is not None else 0)
+            port = check.port or (listening.expected if listening is not None else _serving_port(r.handle))
             why = f"; {wrong_port}" if wrong_port else ""
             await self._fail_starting(r, f"not healthy after startup_timeout ({request.startup_timeout:g}s): "
                                          f"GET {check.path} on port {port} got {answer}{why}")
