@@ -27,7 +27,7 @@ from workbench.agent.supervisor import Supervisor
 from workbench import __version__
 from workbench.wire.agent import BuildEvent, DockerStatus, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
 from workbench.wire.errors import BadRequest, Unavailable
-from workbench.wire.handlers import install_error_handlers
+from workbench.wire.handlers import error_response, install_error_handlers
 
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
@@ -187,16 +187,14 @@ def create_app(
         return await proxy_forward(request, replica_id, r.handle.url, path)
 
     @v1.get("/artifacts")
-    async def artifact(runtime: str, name: str) -> JSONResponse:
+    async def artifact(runtime: str, name: str) -> Response:
         rt = supervisor.runtime(runtime)
         if err := check_artifact_name(name):
             raise BadRequest(err)
         await supervisor.require_available(rt)
         if await asyncio.to_thread(rt.artifact_exists, name):
             return JSONResponse({"exists": True})
-        return JSONResponse(
-            {"exists": False, "error": f"{runtime} artifact {name!r} not found"}, status_code=404
-        )
+        return error_response(404, f"{runtime} artifact {name!r} not found", exists=False)
 
     @v1.post("/builds")
     async def build(request: Request, runtime: str, artifact: str) -> StreamingResponse:
