@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from workbench.remote.box import SSHBox  # noqa: E402
 from workbench.remote.hostkeys import KnownHosts  # noqa: E402
-from workbench.remote.tunnel import RemoteHost  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
 from tests.support.sshd import sshd_boxes, sshd_missing  # noqa: E402
@@ -53,7 +53,7 @@ def measure(runs: int) -> tuple[list[float], list[float], str, int]:
     with sshd_boxes(1) as (box,), tempfile.TemporaryDirectory() as tmp:
         known = KnownHosts([Path(tmp) / "kh"], Path(tmp) / "wkh")
         (Path(tmp) / "kh").write_text(box.known_hosts_line() + "\n")
-        remote = RemoteHost(box.target, identity=box.client_key, known_hosts=known,
+        remote = SSHBox(box.target, identity=box.client_key, known_hosts=known,
                             ssh_config=Path(tmp) / "no-config").connect()
         try:
             remote.install()

@@ -296,7 +296,7 @@ async def measure(url: str, refreshes: int, keys: int) -> dict[str, list[float]]
     from workbench.tui.screens.fleet import FleetScreen
     from workbench.tui.table import LiveTable
 
-    from workbench.controller.launcher import ControllerConfig
+    from workbench.clients.control import ControllerConfig
 
     handled: list[float] = []
     painted: list[float] = []

@@ -18,6 +18,7 @@ from workbench.controller.build import DeployError
 from workbench.controller.catchup import RETRY_AFTER, CatchUpBuilds, build_on
 from workbench.controller.events import Events
 from workbench.controller.fleet import Host
+from workbench.controller.links.local import LocalLink
 from workbench.controller.state import ApiRecord, Store
 from workbench.images.plan import BuildPlan, plan_build
 from workbench.spec.loader import load_specs
@@ -37,7 +38,7 @@ def record_and_plan(folder: Path) -> tuple[ApiRecord, BuildPlan]:
 
 
 def box() -> Host:
-    host = Host(name="box9", url="http://127.0.0.1:9", token="t")
+    host = Host(name="box9", link=LocalLink("http://127.0.0.1:9", "t", name="box9"))
     host.client = AsyncAgentClient(host.url, host.token, timeout=1)  # nothing answers there
     return host
 

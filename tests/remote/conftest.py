@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from workbench.remote.box import SSHBox
 from workbench.remote.connection import SSHHost
 from workbench.remote.hostkeys import KnownHosts
 from workbench.remote.sshconfig import resolve
-from workbench.remote.tunnel import RemoteHost
 
 from tests.support.sshd import Box, require_sshd, sshd_boxes
 
@@ -47,11 +47,11 @@ def ssh(box: Box, tmp_path: Path) -> Iterator[SSHHost]:
 
 
 @pytest.fixture(scope="session")
-def remote(boxes: list[Box], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteHost]:
+def remote(boxes: list[Box], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHBox]:
     """box 0 with the agent installed once per session (the expensive part)."""
     folder = tmp_path_factory.mktemp("remote")
     box = boxes[0]
-    host = RemoteHost(box.target, identity=box.client_key, known_hosts=trusted(box, folder),
+    host = SSHBox(box.target, identity=box.client_key, known_hosts=trusted(box, folder),
                       ssh_config=folder / "no-config", tunnel="openssh").connect()
     host.install()
     yield host

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from workbench.agent.app import create_app
 from workbench.agent.home import AgentHome
 from workbench.agent.supervisor import Supervisor
-from workbench.remote.tunnel import RemoteHost
+from workbench.remote.box import SSHBox
 
 #: operations that start real work on the box (builds, replicas) are not fuzzed
 SKIP = {("POST", "/v1/replicas"), ("POST", "/v1/builds")}
@@ -28,7 +28,7 @@ def agent_openapi(tmp: Path) -> dict[str, Any]:
     return document
 
 
-def test_agent_rejects_missing_and_wrong_tokens(remote: RemoteHost, tmp_path: Path) -> None:
+def test_agent_rejects_missing_and_wrong_tokens(remote: SSHBox, tmp_path: Path) -> None:
     document = agent_openapi(tmp_path)
     with httpx.Client(base_url=remote.agent_url, timeout=10) as client:
         for path, item in document["paths"].items():
@@ -43,7 +43,7 @@ def test_agent_rejects_missing_and_wrong_tokens(remote: RemoteHost, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_agent_api_fuzz_has_no_5xx(remote: RemoteHost, tmp_path: Path) -> None:
+def test_agent_api_fuzz_has_no_5xx(remote: SSHBox, tmp_path: Path) -> None:
     document = agent_openapi(tmp_path)
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=remote.agent_url)

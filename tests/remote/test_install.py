@@ -7,8 +7,8 @@ import json
 
 import httpx
 from workbench.remote import install
+from workbench.remote.box import SSHBox
 from workbench.remote.layout import Layout
-from workbench.remote.tunnel import RemoteHost
 
 from tests.support.real_parts import EXAMPLES, wait_until
 from tests.support.sshd import Box
@@ -21,7 +21,7 @@ from workbench.wire.agent import BuildEvent, ReplicaState
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 
-def test_agent_answers_through_the_tunnel(remote: RemoteHost) -> None:
+def test_agent_answers_through_the_tunnel(remote: SSHBox) -> None:
     assert remote.agent_url.startswith("http://127.0.0.1:")
     with remote.agent_client() as client:
         info = client.host()
@@ -30,14 +30,14 @@ def test_agent_answers_through_the_tunnel(remote: RemoteHost) -> None:
     assert httpx.get(remote.agent_url + "/v1/host").status_code == 401  # the token is required
 
 
-def test_install_again_is_a_repair_noop(remote: RemoteHost) -> None:
+def test_install_again_is_a_repair_noop(remote: SSHBox) -> None:
     steps: list[str] = []
     access = remote.install(progress=lambda step, _: steps.append(step))
     assert "install" not in steps and "upload" not in steps and "start" not in steps
     assert access.started is None and "token" not in repr(access)
 
 
-def test_stopped_agent_is_restarted_by_install(remote: RemoteHost, box: Box) -> None:
+def test_stopped_agent_is_restarted_by_install(remote: SSHBox, box: Box) -> None:
     layout = Layout.for_home(str(box.home))
     _, out, _ = remote.ssh.run(["cat", str(layout.root / "agent.pid")])
     pid = int(out.strip())
@@ -49,7 +49,7 @@ def test_stopped_agent_is_restarted_by_install(remote: RemoteHost, box: Box) -> 
         assert client.healthy()
 
 
-def test_upgrade_detected_from_the_version_marker(remote: RemoteHost, box: Box) -> None:
+def test_upgrade_detected_from_the_version_marker(remote: SSHBox, box: Box) -> None:
     layout = Layout.for_home(str(box.home))
     assert not remote.needs_upgrade()
     old = json.dumps({"version": "0.0.1", "build": "old"})
@@ -64,7 +64,7 @@ def test_upgrade_detected_from_the_version_marker(remote: RemoteHost, box: Box) 
         assert client.host().agent_version == __version__
 
 
-def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: RemoteHost, box: Box) -> None:
+def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: SSHBox, box: Box) -> None:
     """A predictor runtime (examples/echo) on the box's 127.0.0.1, reached through endpoint_url."""
     layout = Layout.for_home(str(box.home))
     project = f"{box.home}/echo-project"
@@ -97,7 +97,7 @@ def _status(url: str) -> int | None:
         return None
 
 
-def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
+def test_process_replica_answers_via_endpoint_url(remote: SSHBox) -> None:
     [loaded] = load_specs(EXAMPLES / "echo")
     def build(event: BuildEvent) -> None:
         assert event.kind != "error", event.message
@@ -124,10 +124,10 @@ def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
             client.delete_replica(replica.id, grace=5)
 
 
-def test_paramiko_tunnel_reaches_the_agent(remote: RemoteHost, box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_paramiko_tunnel_reaches_the_agent(remote: SSHBox, box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.remote.conftest import trusted
 
-    other = RemoteHost(box.target, identity=box.client_key, known_hosts=trusted(box, tmp_path),
+    other = SSHBox(box.target, identity=box.client_key, known_hosts=trusted(box, tmp_path),
                        ssh_config=tmp_path / "none", tunnel="paramiko").connect()
     try:
         assert other.agent_url != remote.agent_url
@@ -137,7 +137,7 @@ def test_paramiko_tunnel_reaches_the_agent(remote: RemoteHost, box: Box, tmp_pat
         other.close()
 
 
-def test_remove_purge_leaves_home_clean(remote: RemoteHost, box: Box) -> None:
+def test_remove_purge_leaves_home_clean(remote: SSHBox, box: Box) -> None:
     remote.remove(purge=True)
     assert remote.installed_version() is None
     assert not any(name.startswith(".workbench") for name in box.home_listing())

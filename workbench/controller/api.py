@@ -219,6 +219,10 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             raise BadRequest("this controller does not manage remote hosts")
         return deps.hosts
 
+    def added(name: str) -> bool:
+        """A host the host manager added (not the controller's own local host)."""
+        return deps.hosts is not None and deps.hosts.manages(name)
+
     def host_of(name: str) -> Host:
         host = fleet.hosts.get(name)
         if host is None:
@@ -246,8 +250,8 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.delete("/hosts/{name}", response_model=RemovedHostBody, responses={400: {}, 404: {}})
     async def remove_host(name: str, purge: bool = False) -> RemovedHostBody:
-        host = host_of(name)
-        if host.kind == "local":
+        host_of(name)
+        if not added(name):
             raise BadRequest("the local host cannot be removed")
         moved, deleted = await manager().remove(name, purge)
         return RemovedHostBody(name=name, moved_replicas=moved, deleted_replicas=deleted, purged=purge)
@@ -255,8 +259,8 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     @v1.post("/hosts/{name}/upgrade", responses={400: {}, 404: {},
                                                 200: {"content": {"application/x-ndjson": {}}}})
     async def upgrade_host(name: str) -> StreamingResponse:
-        host = host_of(name)
-        if host.kind == "local":
+        host_of(name)
+        if not added(name):
             raise BadRequest("the local agent is upgraded with the workstation's workbench")
         return ndjson(manager().upgrade(name))
 

@@ -62,12 +62,12 @@ class RouteSync:
             if r.id in leaving:
                 continue
             try:
-                url = host.endpoint(r.url or "", r.id)
+                endpoint = host.endpoint(r.url or "", r.id)
             except Exception as error:  # a tunnel that cannot open: not routable now
                 log.warning("no tunnel to replica %s on %s: %s", r.id, host.name, error)
                 continue
-            endpoints.append(Endpoint(replica_id=r.id, url=url, host=host.name,
-                                      headers=host.endpoint_headers, ca_cert=host.ca_cert))
+            endpoints.append(Endpoint(replica_id=r.id, url=endpoint.url, host=host.name,
+                                      headers=endpoint.headers, ca_cert=endpoint.ca_cert))
         return endpoints
 
     def sync(self) -> None:
