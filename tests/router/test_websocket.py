@@ -5,7 +5,9 @@ refuses with a reason: a replica that does not serve WebSockets, no such API, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,3 +152,31 @@ async def test_no_ready_replica_is_503(router_server):
             pass
     assert refused.value.response.status_code == 503
     assert "no ready replica" in json.loads(refused.value.response.body)["error"]
+
+
+def raw_handshake(port: int, head: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        data = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while b"\r\n\r\n" not in data and (chunk := s.recv(65536)):
+                data += chunk
+        return data
+
+
+async def test_garbage_handshakes_are_refused_and_the_router_keeps_serving(router_server, echo_server):
+    srv = router_server()
+    add(srv, "chat", echo_server.url)
+    base = b"GET /chat/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    garbage = [
+        base + b"Sec-WebSocket-Version: 13\r\n\r\n",  # no key
+        base + b"Sec-WebSocket-Key: not-base64!\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        base + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n\r\n",
+    ]
+    for head in garbage:
+        answer = await asyncio.to_thread(raw_handshake, srv.port, head)
+        assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+    assert echo_server.headers == []  # none of them reached the replica
+    async with connect(ws_url(srv, "/chat/ws")) as client:
+        await client.send("still")
+        assert await client.recv() == "echo still"
