@@ -180,3 +180,31 @@ def test_stream_idle_timeout_must_be_positive():
         with pytest.raises(ValueError, match="stream_idle_timeout"):
             RoutingSpec(stream_idle_timeout=bad)
     assert RoutingSpec().stream_idle_timeout == 60.0
+
+
+class SlowReader(Client):
+    """A client that takes `stall` seconds to take each chunk (its send blocks)."""
+
+    def __init__(self, stall: float) -> None:
+        super().__init__()
+        self.stall = stall
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            await asyncio.sleep(self.stall)
+        await super().send(message)
+
+
+async def test_a_client_slow_to_read_is_not_a_stalled_stream(relay):
+    async with streamer() as server:
+        setup = await relay(server.url, stream_idle_timeout=0.3)
+        client = SlowReader(stall=0.8)  # each chunk takes longer to hand over than the idle limit
+        task = setup.start(client)
+        await client.next()
+        for n in range(3):
+            server.push(b"data: %d\n\n" % n)  # at once: the replica never keeps the router waiting
+            assert (await body(client))[0] == b"data: %d\n\n" % n
+        server.push(END)
+        assert await body(client) == (b"", False)
+        assert await task == 200
+        assert setup.sample("workbench_router_upstream_errors_total", kind="stream_idle") == 0

@@ -244,17 +244,19 @@ async def relay_body(response: aiohttp.ClientResponse, send: Send, watch: Exchan
     try:
         async with asyncio.timeout(None) as scope:
             watch.enter(scope)
-            watch.watch_client()
-            watch.watch_idle(idle_timeout)
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+            watch.watch_client()
+            watch.watch_idle(idle_timeout)
             while True:
                 watch.moved = clock()
                 data = await content.readany()
                 if not data:
                     break
                 end = content.at_eof()
+                watch.sending = True  # a client slow to read is not the replica stalling
                 await send({"type": "http.response.body", "body": data, "more_body": not end})
+                watch.sending = False
                 if end:
                     watch.leave()
                     response.release()

@@ -27,8 +27,8 @@ class ExchangeWatch:
     """The watch of one client request (see the module docstring). `stop` ends it; it must be
     called once the exchange is over."""
 
-    __slots__ = ("_idle", "_idle_timer", "_receive", "_task", "gone", "moved", "scope", "stalled",
-                 "stopped")
+    __slots__ = ("_idle", "_idle_timer", "_receive", "_task", "gone", "moved", "scope", "sending",
+                 "stalled", "stopped")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
@@ -39,6 +39,7 @@ class ExchangeWatch:
         self.gone = False  # the client hung up
         self.stalled = False  # the stream sent nothing for the idle limit
         self.moved = 0.0  # loop time of the stream's last chunk
+        self.sending = False  # a chunk is on its way to the client (its wait is not the replica's)
         self.stopped = False
 
     @property
@@ -99,8 +100,9 @@ class ExchangeWatch:
 
     def _check_idle(self) -> None:
         loop = asyncio.get_running_loop()
-        due = self.moved + self._idle
-        if loop.time() >= due:
+        now = loop.time()
+        due = (now if self.sending else self.moved) + self._idle
+        if now >= due:
             self._idle_timer = None
             self.stalled = True
             self._expire()
