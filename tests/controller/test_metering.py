@@ -1,66 +1,83 @@
-"""What the fleet meter reads off an agent's reports: a GPU sample is busy at or above the threshold
-or when a replica holds memory on that GPU (a loaded model that nobody calls still reserves it);
-samples move onto the controller's clock; what a replica reserves; how long rollups are kept."""
+"""What the router counts, as `workbench get`, the control API and /metrics show it, through a real
+controller with process replicas: a deleted and re-created API starts at zero and shows only its
+own events; a shadow's copies are metered under the shadow API and shown beside the live one."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from workbench.controller.daemon import usage_retention
-from workbench.controller.metering import gpu_busy_samples, replica_use
-from workbench.controller.scheduler import Demand
-from workbench.controller.usage import DEFAULT_RETENTION_SECONDS
-from workbench.wire.agent import GpuInfo, GpuProcess, GpuReport, GpuSample, ReplicaInfo, ReplicaState
+import httpx
 
-GIB = 1024**3
+from tests.controller.helpers import Controller, make_project
+from tests.support.real_parts import wait_until
 
 
-def report(util_0: list[float | None], util_1: list[float], held: bool) -> GpuReport:
-    """Two GPUs sampled at agent times 100, 101, …; GPU 0 holds 2 GiB, a replica's when `held`."""
-    gpus = [GpuInfo(index=0, allocated_to=["r1"] if held else [],
-                    processes=[GpuProcess(pid=7, replica_id="r1" if held else None)]),
-            GpuInfo(index=1)]
-    history = {0: [GpuSample(at=100.0 + i, utilization_gpu=u, memory_used_bytes=2 * GIB)
-                   for i, u in enumerate(util_0)],
-               1: [GpuSample(at=100.0 + i, utilization_gpu=u, memory_used_bytes=0)
-                   for i, u in enumerate(util_1)]}
-    return GpuReport(source="fixture", gpus=gpus, history=history)
+def spec(name: str, tag: str) -> str:
+    return (f"name: {name}\nruntime: process\nreplicas: 1\ncompute: {{cpu: 0.1, mem: 64Mi}}\n"
+            "serving: {max_concurrency: 8, graceful_shutdown: 5, startup_timeout: 60}\n"
+            f"predictor: {{config: {{tag: {tag}}}}}\n")
 
 
-def test_a_sample_is_busy_at_the_threshold_or_with_a_replicas_memory() -> None:
-    # nobody holds GPU 0: its 2 GiB (another program) do not make it busy; 4.9 % is below 5 %
-    samples, over, newest = gpu_busy_samples(report([0, 4.9], [0, 0], held=False), 5.0, now=1000.0)
-    assert samples == [(999.0, 2000, 0), (1000.0, 2000, 0)] and not over and newest == 101.0
-    # GPU 1 reaches the threshold in the second sample: busy, and the host is not idle
-    samples, over, _ = gpu_busy_samples(report([0, 0], [0, 5.0], held=False), 5.0, now=1000.0)
-    assert samples == [(999.0, 2000, 0), (1000.0, 2000, 1000)] and over
-    # a replica holds memory on GPU 0 at 0 %: busy for the GPU hours, but not activity (over stays False)
-    samples, over, _ = gpu_busy_samples(report([0, None], [0, 0], held=True), 5.0, now=1000.0)
-    assert samples == [(999.0, 2000, 1000), (1000.0, 2000, 1000)] and not over
-    # no samples: nothing read, nothing judged
-    assert gpu_busy_samples(GpuReport(source="none"), 5.0, now=1000.0) == ([], False, None)
+def metric(controller: Controller, name: str, **labels: str) -> float | None:
+    """One sample of the controller's /metrics (None when the series is absent)."""
+    text = httpx.get(f"{controller.url}/metrics", headers=controller.headers, timeout=10).text
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and line.split("}")[0][len(name) + 1:] == want:
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
-def test_what_a_replica_reserves() -> None:
-    def replica(gpu_ids: list[str], share: float | None) -> ReplicaInfo:
-        return ReplicaInfo(id="r1", api="llm", spec_hash="h", runtime="process", artifact="a",
-                           state=ReplicaState.READY, created_at=0.0, gpu_ids=gpu_ids, gpu_share=share)
+def test_a_re_created_api_starts_at_zero(controller: Controller, tmp_path: Path) -> None:
+    project = make_project(tmp_path, spec("echo", "v1"))
+    assert controller.deploy(project)[-1]["kind"] == "done"
+    for _ in range(3):
+        assert controller.predict("echo", {}).status_code == 200
+    assert controller.detail("echo")["traffic"]["status_2xx"] == 3
+    assert metric(controller, "workbench_router_requests_total", api="echo", status="2xx") == 3
+    assert controller.api("DELETE", "/v1/apis/echo").status_code == 200
+    wait_until(lambda: controller.agent_replicas("echo") == [], 30, what="the old replica gone")
 
-    demand = Demand(cpu=1.5, mem=3 * 2**30)
-    whole = replica_use(replica(["0", "1"], None), demand)
-    assert (whole.api, whole.gpu_milli, whole.cpu_milli, whole.mem_mib) == ("llm", 2000, 1500, 3072)
-    assert replica_use(replica(["1"], 0.25), demand).gpu_milli == 250
-    assert replica_use(replica([], None), Demand()).gpu_milli == 0
+    assert controller.deploy(project)[-1]["kind"] == "done"
+    detail = controller.detail("echo")
+    assert detail["traffic"]["status_2xx"] == 0 and detail["traffic"]["p50_ms"] is None
+    assert metric(controller, "workbench_router_requests_total", api="echo", status="2xx") in (None, 0)
+    listed = controller.bench.json("get")
+    assert [a["traffic"]["status_2xx"] for a in listed if a["name"] == "echo"] == [0]
+    # this API's events only; the first one's stay in the history
+    messages = [e["message"] for e in detail["events"]]
+    assert not any(m.startswith("version 1 ") for m in messages), messages
+    assert any(m.startswith("version 2 ") for m in messages), messages
+    history = [e["message"] for e in controller.api("GET", "/v1/events", params={"api": "echo"}).json()]
+    assert any(m.startswith("version 1 ") for m in history), history
+
+    assert controller.predict("echo", {}).status_code == 200
+    assert controller.detail("echo")["traffic"]["status_2xx"] == 1
 
 
-def test_how_long_rollups_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WORKBENCH_USAGE_RETENTION", raising=False)
-    assert usage_retention() == DEFAULT_RETENTION_SECONDS == 30 * 86400
-    monkeypatch.setenv("WORKBENCH_USAGE_RETENTION", "90d")
-    assert usage_retention() == 90 * 86400
-    assert usage_retention("12h") == 12 * 3600  # the option wins over the variable
-    with pytest.raises(ValueError, match=r"--usage-retention='forever': 'forever' is not a duration"):
-        usage_retention("forever")
-    monkeypatch.setenv("WORKBENCH_USAGE_RETENTION", "-1d")
-    with pytest.raises(ValueError, match="WORKBENCH_USAGE_RETENTION='-1d'"):
-        usage_retention()
+def test_shadow_copies_are_metered_under_the_shadow_and_shown_beside_the_live_one(
+        controller: Controller, tmp_path: Path) -> None:
+    body = "".join("- " + spec(n, n).replace("\n", "\n  ").rstrip() + "\n" for n in ("blue", "green"))
+    body += ("- kind: traffic_splitter\n  name: split\n  apis:\n    - {name: blue, weight: 100}\n"
+             "    - {name: green, weight: 0, shadow: true}\n")
+    project = make_project(tmp_path, body)
+    assert controller.deploy(project)[-1]["kind"] == "done"
+    for _ in range(5):
+        assert controller.predict("split", {}).json()["tag"] == "blue"
+
+    def shadow_counted() -> bool:
+        return bool(controller.detail("green")["traffic"]["status_2xx"] == 5)
+
+    wait_until(shadow_counted, 30, what="the shadow's 5 copies metered")
+    green = controller.detail("green")["traffic"]
+    assert green["p50_ms"] is not None and green["status_5xx"] == 0
+    assert metric(controller, "workbench_router_requests_total", api="green", status="2xx") == 5
+    split = {t["name"]: t for t in controller.detail("split")["split"]}
+    assert split["blue"]["traffic"]["status_2xx"] == 5 and not split["blue"]["shadow"]
+    assert split["green"]["traffic"]["status_2xx"] == 5 and split["green"]["shadow"]
+    assert split["green"]["traffic"]["p99_ms"] is not None
+
+    shown = controller.bench.run("get", "split").stdout
+    rows = {line.split()[0]: line.split() for line in shown.splitlines() if line.strip()}
+    assert rows["green"][1] == "shadow" and rows["green"][5] == "5", shown  # 2XX of the shadow
+    assert rows["blue"][1] == "100%" and rows["blue"][5] == "5", shown

@@ -9,9 +9,10 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from workbench.wire.agent import GpuInfo, GpuReport
-from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody
+from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody, TrafficBody
 from workbench.wire.units import format_duration, money
 
 #: Data goes to stdout; progress and messages go to stderr so `--json | jq` works.
@@ -80,9 +81,7 @@ def api_detail(api: ApiDetail) -> Group:
     if api.message:
         parts.append(f"[yellow]{api.message}[/yellow]")
     if api.split:
-        parts.append("routes to: " + ", ".join(
-            f"{t.get('name')} {t.get('weight')}%" + (" (shadow)" if t.get("shadow") else "")
-            for t in api.split))
+        parts += ["", split_table(api.split)]
     if api.replica_list:
         table = Table(box=None, header_style="bold", pad_edge=False)
         with_gpus = any(r.gpu_ids for r in api.replica_list)
@@ -101,6 +100,20 @@ def api_detail(api: ApiDetail) -> Group:
     if api.events:
         parts += ["", "[bold]recent events[/bold]", events_table(api.events[-15:])]
     return Group(*parts)
+
+
+def split_table(split: list[dict[str, Any]]) -> Table:
+    """A splitter's targets, the shadow among them, each with its traffic (to compare them)."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ROUTES TO", "WEIGHT", "REQ/S", "P50", "P99", "2XX", "4XX", "5XX"):
+        table.add_column(column, no_wrap=True)
+    for target in split:
+        traffic = TrafficBody.model_validate(target.get("traffic") or {})
+        weight = "shadow" if target.get("shadow") else f"{target.get('weight', 0):g}%"
+        table.add_row(Text(str(target.get("name"))), weight, f"{traffic.requests_per_second:.1f}",
+                      _ms(traffic.p50_ms), _ms(traffic.p99_ms), str(traffic.status_2xx),
+                      str(traffic.status_4xx), str(traffic.status_5xx))
+    return table
 
 
 def events_table(events: list[EventBody]) -> Table:

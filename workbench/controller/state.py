@@ -383,11 +383,16 @@ class Store:
         return self._run("INSERT INTO events (at, api, kind, message, data) VALUES (?, ?, ?, ?, ?)",
                          (at, api, kind, message, json.dumps(data, default=str)))
 
-    def events(self, api: str | None = None, limit: int = 100) -> list[EventRecord]:
+    def events(self, api: str | None = None, limit: int = 100,
+               since: float | None = None) -> list[EventRecord]:
+        """The last `limit` events (of `api`; at or after `since`), oldest first."""
         if api is None:
             rows = self._all("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        else:
+        elif since is None:
             rows = self._all("SELECT * FROM events WHERE api = ? ORDER BY id DESC LIMIT ?", (api, limit))
+        else:
+            rows = self._all("SELECT * FROM events WHERE api = ? AND at >= ? ORDER BY id DESC LIMIT ?",
+                             (api, since, limit))
         return [EventRecord(id=r["id"], at=r["at"], api=r["api"], kind=r["kind"], message=r["message"],
                             data=json.loads(r["data"])) for r in reversed(rows)]
 
