@@ -13,6 +13,7 @@ from rich.text import Text
 
 from workbench.wire.agent import GpuInfo, GpuReport
 from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody, TrafficBody
+from workbench.wire.units import format_duration, money
 
 #: Data goes to stdout; progress and messages go to stderr so `--json | jq` works.
 out = Console(highlight=False)
@@ -127,15 +128,41 @@ def events_table(events: list[EventBody]) -> Table:
 
 def hosts_table(hosts: list[HostBody]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("HOST", "ADDRESS", "STATE", "LAST SEEN", "REPLICAS", "CPUS", "MEMORY FREE", "RUNTIMES"):
+    for column in ("HOST", "ADDRESS", "STATE", "LAST SEEN", "REPLICAS", "CPUS", "MEMORY FREE", "RUNTIMES",
+                   "PRICE", "IDLE"):
         table.add_column(column, no_wrap=True)
     for host in hosts:
         info = host.info
         table.add_row(host.name, host.address, _styled(host.state), age(host.last_seen),
                       str(host.replicas), str(info.cpu_count) if info else "N/A",
                       f"{info.mem_available_bytes / 2**30:.1f} GiB" if info else "N/A",
-                      ", ".join(info.runtimes) if info else "N/A")
+                      ", ".join(info.runtimes) if info else "N/A", price(host), idle_cell(host))
     return table
+
+
+def price(host: HostBody) -> str:
+    """"$2.40/h", or "-" for a host without a price."""
+    return "-" if host.price is None else f"{money(host.price, host.currency)}/h"
+
+
+def idle_cell(host: HostBody) -> str:
+    """"[yellow]idle 45m[/yellow]" for a host flagged idle, else "-"."""
+    if not host.idle or host.quiet_since is None:
+        return "-"
+    return f"[yellow]idle {age(host.quiet_since)}[/yellow]"
+
+
+def idle_rule(host: HostBody) -> str:
+    """`workbench host idle NAME`: the host's rule, or what happens without one."""
+    rule = host.idle_rule
+    now = f"idle for {age(host.quiet_since)}" if host.idle else "not idle"
+    if rule is None:
+        return (f"{host.name} has no idle rule: it is flagged idle after 30m with every GPU below 5% "
+                f"(now: {now}); set one with `workbench host idle {host.name} --after 30m --run CMD`")
+    actions = ["drain and remove it"] if rule.remove else []
+    actions += [f"run {rule.command!r}"] if rule.command else []
+    return (f"{host.name}: idle after {format_duration(rule.after_seconds)} with every GPU below "
+            f"{rule.util_threshold:g}%, then {' then '.join(actions) or 'flag it only'} (now: {now})")
 
 
 def replica_gpus(replica: ReplicaBody) -> str:
