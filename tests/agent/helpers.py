@@ -45,7 +45,7 @@ class Predictor:
         return {"echo": payload, "six": self.six, "built": os.path.exists("built.txt")}
 """
 
-DOCKERFILE = """ARG BASE_IMAGE=workbench/python:3.11-bookworm
+DOCKERFILE = """ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 COPY certs/ca.pem /etc/workbench-ca.pem
 ENV PIP_CERT=/etc/workbench-ca.pem PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
@@ -92,10 +92,12 @@ def make_tar(files: dict[str, bytes]) -> bytes:
 
 
 def runtime_files() -> dict[str, bytes]:
-    """workbench/{__init__,models}.py and workbench/serving/*.py under runtime/."""
+    """workbench/__init__.py, workbench/wire/*.py and workbench/serving/*.py under runtime/."""
     files = {}
     src = REPO / "workbench"
-    for path in [src / "__init__.py", src / "models.py", *sorted((src / "serving").glob("*.py"))]:
+    sources = [src / "__init__.py", *sorted((src / "wire").glob("*.py")),
+               *sorted((src / "serving").glob("*.py"))]
+    for path in sources:
         files["runtime/workbench/" + str(path.relative_to(src))] = path.read_bytes()
     return files
 

@@ -259,6 +259,7 @@ def test_pinning_mapping_conflicts_and_sharing(
     assert r2.status_code == 201, r2.text
 
 
+@pytest.mark.gpu
 def test_no_nvml_here_agent_reports_none(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_FAKE_GPUS"}
     a = Agent(tmp_path / "home", env=env)

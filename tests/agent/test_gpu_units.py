@@ -155,6 +155,7 @@ def test_init_errors_become_notes(error: Exception, words: str) -> None:
         NvmlProbe(RecordedNvml({}, init_error=error))
 
 
+@pytest.mark.gpu
 def test_make_probe_without_nvml_reports_none() -> None:
     probe = make_probe({})
     if probe.source == "nvml":

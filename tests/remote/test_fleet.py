@@ -21,7 +21,7 @@ from tests.support.real_parts import Workbench, wait_until
 from tests.support.sshd import Box
 from workbench import __version__
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sshd]
 
 ECHO = "name: echo\nruntime: process\nreplicas: 3\ncompute: {cpu: 0.1, mem: 64Mi}\n"
 

@@ -15,6 +15,8 @@ from workbench.remote.sshconfig import resolve
 from tests.remote.conftest import trusted
 from tests.support.sshd import Box, sshd_boxes
 
+pytestmark = pytest.mark.sshd
+
 
 def _by_name(checks: list[Check]) -> dict[str, Check]:
     return {check.name: check for check in checks}
