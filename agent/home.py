@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -16,11 +16,39 @@ DEFAULT_PORT = 8770
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """What `config.json` holds. The token never leaves this file except in the Authorization header."""
+    """What `config.json` holds. The token never leaves this file except in the Authorization header.
+
+    The one reader of that file: the agent itself, the workstation's local-agent launcher and the
+    SSH installer (which reads the box's copy over SSH) all go through :meth:`parse`."""
 
     agent_id: str
-    token: str
+    token: str = field(repr=False)
     port: int = DEFAULT_PORT
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> AgentConfig:
+        """config.json's content; ValueError naming what is wrong when it is not a config."""
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"the agent's config.json is not JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError("the agent's config.json is not a JSON object")
+        agent_id, token, port = data.get("agent_id"), data.get("token"), data.get("port", DEFAULT_PORT)
+        if not isinstance(agent_id, str) or not agent_id or not isinstance(token, str) or not token:
+            raise ValueError("the agent's config.json lacks its agent_id or token")
+        if isinstance(port, bool) or not isinstance(port, int | str) or not str(port).isdigit() \
+                or not 0 < int(port) < 65536:
+            raise ValueError(f"the agent's config.json has no usable port ({port!r})")
+        return cls(agent_id=agent_id, token=token, port=int(port))
+
+    def to_json(self) -> str:
+        return json.dumps({"agent_id": self.agent_id, "token": self.token, "port": self.port})
+
+    @property
+    def url(self) -> str:
+        """The agent's address on its own machine (it binds 127.0.0.1 unless told otherwise)."""
+        return f"http://127.0.0.1:{self.port}"
 
 
 def resolve_home(home: str | None) -> Path:
@@ -54,12 +82,7 @@ class AgentHome:
         """Read config.json, creating it (mode 0600) on first use; `port` overrides a new file's."""
         self.ensure_dirs()
         if self.config_path.exists():
-            data = json.loads(self.config_path.read_text())
-            return AgentConfig(
-                agent_id=str(data["agent_id"]),
-                token=str(data["token"]),
-                port=int(data.get("port", DEFAULT_PORT)),
-            )
+            return AgentConfig.parse(self.config_path.read_text())
         cfg = AgentConfig(
             agent_id=secrets.token_hex(8),
             token=secrets.token_urlsafe(32),
@@ -68,7 +91,7 @@ class AgentHome:
         tmp = self.config_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"agent_id": cfg.agent_id, "token": cfg.token, "port": cfg.port}, f)
+            f.write(cfg.to_json())
         os.replace(tmp, self.config_path)
         return cfg
 

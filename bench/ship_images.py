@@ -16,33 +16,33 @@ box would pay that too: ship is, if anything, flattered here).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from workbench.remote.box import SSHBox  # noqa: E402
 from workbench.remote.hostkeys import KnownHosts  # noqa: E402
-from workbench.remote.tunnel import RemoteHost  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
 from tests.support.sshd import sshd_boxes, sshd_missing  # noqa: E402
-from workbench.deploy import ensure_artifact  # noqa: E402
+from workbench.clients.agent import AsyncAgentClient  # noqa: E402
+from workbench.controller.build import ensure_artifact, plan_artifact  # noqa: E402
 from workbench.spec.loader import load_specs  # noqa: E402
 from workbench.wire.agent import BuildEvent  # noqa: E402
 
 
-def _drain(events: Iterable[BuildEvent]) -> str | None:
-    """Read a build's events without showing them; the build's outcome is in the artifact."""
-    for _ in events:
-        pass
-    return None
+def _quiet(event: BuildEvent) -> None:
+    """A build's events, not shown; a failed build stops the benchmark."""
+    if event.kind == "error":
+        raise RuntimeError(f"the build failed: {event.message}")
 
 
 def _rmi(image: str) -> None:
@@ -53,22 +53,25 @@ def measure(runs: int) -> tuple[list[float], list[float], str, int]:
     with sshd_boxes(1) as (box,), tempfile.TemporaryDirectory() as tmp:
         known = KnownHosts([Path(tmp) / "kh"], Path(tmp) / "wkh")
         (Path(tmp) / "kh").write_text(box.known_hosts_line() + "\n")
-        remote = RemoteHost(box.target, identity=box.client_key, known_hosts=known,
+        remote = SSHBox(box.target, identity=box.client_key, known_hosts=known,
                             ssh_config=Path(tmp) / "no-config").connect()
         try:
             remote.install()
             loaded = load_specs(REPO / "examples" / "echo")[0]
             builds: list[float] = []
-            artifact = ""
-            with remote.agent_client(timeout=900) as client:
-                for _ in range(runs):
-                    if artifact:
-                        _rmi(artifact)
-                    started = time.perf_counter()
-                    artifact, _, built = ensure_artifact(client, loaded, "docker", None, say=lambda _: None,
-                                                         render_build=_drain)
-                    builds.append(time.perf_counter() - started)
-                    assert built, "the build was cached; the image should have been removed"
+            plan = plan_artifact(loaded, "docker", None)
+            artifact = plan.artifact
+
+            async def build_once() -> bool:
+                async with AsyncAgentClient(remote.agent_url, remote.agent_token, timeout=900) as client:
+                    return await ensure_artifact(client, plan, say=lambda _: None, on_build=_quiet)
+
+            for _ in range(runs):
+                _rmi(artifact)
+                started = time.perf_counter()
+                built = asyncio.run(build_once())
+                builds.append(time.perf_counter() - started)
+                assert built, "the build was cached; the image should have been removed"
             size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", artifact],
                                       capture_output=True, text=True, check=True).stdout.strip())
             ships: list[float] = []

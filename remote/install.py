@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from workbench.agent.home import DEFAULT_PORT, AgentConfig
 from workbench.remote import daemon, wheels
 from workbench.remote.connection import SSHHost
 from workbench.remote.errors import RemoteCommandError, RemoteError
@@ -29,7 +30,6 @@ from workbench.wire.errors import WorkbenchError
 Progress = Callable[[str, str], None]
 STEPS = ("build wheel", "resolve wheelhouse", "upload", "create venv", "install", "configure", "start",
          "wait")
-DEFAULT_PORT = 8770
 #: Prints a free port on the box's 127.0.0.1, preferring argv[1].
 _PORT_PROBE = """
 import socket, sys
@@ -95,15 +95,16 @@ def needs_upgrade(host: SSHHost) -> bool:
     return version is not None and version != workbench.__version__
 
 
-def read_config(host: SSHHost, layout: Layout) -> dict[str, object] | None:
+def read_config(host: SSHHost, layout: Layout) -> AgentConfig | None:
+    """The box's agent config.json (read with the agent's own parser), or None when it is missing
+    or unreadable."""
     status, out, _ = host.run(["cat", str(layout.config)])
     if status != 0:
         return None
     try:
-        data = json.loads(out)
+        return AgentConfig.parse(out)
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _upload_dir(host: SSHHost, files: list[Path], remote_dir: str, say: Callable[[str], None]) -> None:
@@ -121,7 +122,7 @@ def _upload_dir(host: SSHHost, files: list[Path], remote_dir: str, say: Callable
 def _pick_port(host: SSHHost, layout: Layout, wanted: int | None) -> int:
     config = read_config(host, layout)
     if config is not None and wanted is None:
-        return int(str(config.get("port", DEFAULT_PORT)))
+        return config.port
     _, out, _ = host.run(["python3", "-c", _PORT_PROBE, str(wanted or DEFAULT_PORT)], check=True)
     return int(out.strip())
 
@@ -185,16 +186,16 @@ def install(host: SSHHost, *, port: int | None = None, online: bool = False,
     host.run([str(layout.python), "-m", "workbench.agent", "init", "--home", str(layout.root),
               "--port", str(chosen)], check=True)
     config = read_config(host, layout)
-    if config is None or "token" not in config:
+    if config is None:
         raise RemoteError(f"the agent's config {layout.config} is missing or unreadable after init")
-    chosen = int(str(config["port"]))
+    chosen = config.port
     started: str | None = None
     if daemon.running_pid(host, layout) is None:
         say("start", f"127.0.0.1:{chosen} on the box")
         started = daemon.start(host, layout, chosen)
     say("wait", f"127.0.0.1:{chosen}")
-    version = _wait(host, layout, chosen, str(config["token"]), timeout)
-    return AgentAccess(chosen, str(config["token"]), version, started)
+    version = _wait(host, layout, chosen, config.token, timeout)
+    return AgentAccess(chosen, config.token, version, started)
 
 
 def upgrade(host: SSHHost, *, online: bool = False, progress: Progress | None = None) -> AgentAccess:
@@ -210,9 +211,9 @@ def access(host: SSHHost) -> AgentAccess | None:
     """Port and token of the installed agent (no start); None when not installed."""
     layout = layout_of(host)
     found, config = installed(host, layout), read_config(host, layout)
-    if found is None or config is None or "token" not in config:
+    if found is None or config is None:
         return None
-    return AgentAccess(int(str(config["port"])), str(config["token"]), found.version)
+    return AgentAccess(config.port, config.token, found.version)
 
 
 def remove(host: SSHHost, *, purge: bool = False, progress: Progress | None = None) -> None:
@@ -222,8 +223,8 @@ def remove(host: SSHHost, *, purge: bool = False, progress: Progress | None = No
     layout = layout_of(host)
     config = read_config(host, layout)
     if config is not None and daemon.running_pid(host, layout) is not None:
-        url = f"http://127.0.0.1:{host.forward('127.0.0.1', int(str(config['port'])))}"
-        with AgentClient(url, str(config["token"]), timeout=60) as client:
+        url = f"http://127.0.0.1:{host.forward('127.0.0.1', config.port)}"
+        with AgentClient(url, config.token, timeout=60) as client:
             try:
                 for replica in client.replicas():
                     say("stop replicas", replica.id)

@@ -1,6 +1,7 @@
 """The Textual app: connects to the controller, polls it in a worker, routes keys to screens.
 
-Start with ``workbench`` (the lead wires it to :func:`run`). Environment:
+`workbench` (workbench.cli.ui) finds or starts the controller and hands the app its address and
+token; the app itself never starts anything. Environment:
 
 - ``WORKBENCH_TUI_INTERVAL``: seconds between polls (default 1; the next poll is scheduled only
   when the last one finished, so polls never overlap).
@@ -11,8 +12,6 @@ Start with ``workbench`` (the lead wires it to :func:`run`). Environment:
 from __future__ import annotations
 
 import os
-import sys
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,12 +33,7 @@ from workbench.tui.screens.logs import LogsScreen
 from workbench.tui.state import FleetState, StateTracker, later
 from workbench.tui.views import Views, build_views
 
-from workbench.controller.launcher import (
-    ControllerConfig,
-    ControllerError,
-    ensure_controller,
-    running_controller,
-)
+from workbench.clients.control import ControllerConfig
 
 
 class Polled(Message):
@@ -282,21 +276,3 @@ class WorkbenchApp(App[None]):
 
         self.act(call, f"upgraded the agent on {name}")
 
-
-def run(embedded_ok: bool = True) -> None:
-    """`workbench`: attach to the running controller, or start one (when embedded_ok)."""
-    config = running_controller()
-    origin = "attached"
-    if config is None:
-        if not embedded_ok:
-            print("error: no controller is running; start one with `workbench serve`", file=sys.stderr)
-            raise SystemExit(1)
-        try:
-            config = ensure_controller(lambda message: print(message, file=sys.stderr))
-        except ControllerError as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(1) from None
-        origin = "started"
-    started = time.monotonic()
-    WorkbenchApp(config, origin).run()
-    del started

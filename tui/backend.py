@@ -10,6 +10,7 @@ cancellation closes the stream at once.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import queue
@@ -34,12 +35,13 @@ from workbench.wire.control import (
     RemovedHostBody,
     ScaleRequest,
 )
-from workbench.wire.errors import NotFound, WorkbenchError
+from workbench.wire.errors import ConnectionFailed, NotFound, WorkbenchError
 
 __all__ = ["Backend", "PollResult", "PredictResult", "WorkbenchError"]
 
 FIRST_HISTORY_S = 120.0  # GPU history fetched for a host the first time it is polled
 PREDICT_TIMEOUT_S = 60.0
+ACTION_GRACE_S = 120.0  # how long closing waits for an action under way (a host removal)
 T = TypeVar("T")
 _END = object()
 
@@ -69,6 +71,8 @@ class Backend:
 
     def __init__(self, url: str, token: str, *, timeout: float = 5.0):
         self.url = url.rstrip("/")
+        self._closing = False
+        self._pending: set[concurrent.futures.Future[Any]] = set()  # calls the workers wait for
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tui-backend", daemon=True)
         self._thread.start()
@@ -79,9 +83,14 @@ class Backend:
 
         self.client, self._router = self._wait(make())
 
-    def close(self) -> None:
-        if self._loop.is_closed():
+    def close(self, wait: float = ACTION_GRACE_S) -> None:
+        """Let the calls under way finish (an action the user started completes, as a removal
+        or a deploy would with the CLI), then close the clients and the loop."""
+        if self._closing:
             return
+        self._closing = True
+        if self._pending:
+            concurrent.futures.wait(list(self._pending), timeout=wait)
         with contextlib.suppress(Exception):
             self._wait(self._close_clients(), timeout=5.0)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -95,7 +104,13 @@ class Backend:
 
     def _wait(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `work` on the backend loop; block the calling (worker) thread until it is done."""
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout)
+        if self._closing and not self._loop.is_running():
+            work.close()
+            raise ConnectionFailed("the terminal UI is closing")
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return future.result(timeout)
 
     def _iterate(self, stream: AsyncIterator[T]) -> Iterator[T]:
         """A stream of the backend loop, read from a worker thread."""

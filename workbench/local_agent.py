@@ -1,59 +1,38 @@
-"""Start, find and stop the agent on this machine (the local host of the fleet)."""
+"""Start, find and stop the agent on this machine (the local host of the fleet), with
+workbench.daemons; its config.json is read with the agent's own parser."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from workbench import daemons
+from workbench.agent.home import AgentConfig
 from workbench.clients.agent import AgentClient
+from workbench.daemons import LaunchFailed
 from workbench.paths import DEFAULT_AGENT_PORT, local_agent_home
-from workbench.wire.errors import Failed, WorkbenchError
+from workbench.wire.errors import WorkbenchError
 
-
-class LocalAgentError(Failed):
-    """The local agent could not be found or started; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    agent_id: str
-    token: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+PORT_VARIABLE = "WORKBENCH_AGENT_PORT"
 
 
 def _requested_port() -> int:
-    raw = os.environ.get("WORKBENCH_AGENT_PORT")
+    raw = os.environ.get(PORT_VARIABLE)
     if raw is None:
         return DEFAULT_AGENT_PORT
     if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise LocalAgentError(f"WORKBENCH_AGENT_PORT={raw!r} is not a TCP port (1-65535)")
+        raise LaunchFailed(f"{PORT_VARIABLE}={raw!r} is not a TCP port (1-65535)")
     return int(raw)
 
 
 def read_config(home: Path) -> AgentConfig | None:
-    path = home / "config.json"
-    if not path.is_file():
+    """The agent's config.json in `home`, or None when there is none (yet) or it is unreadable
+    (the agent then refuses to start, and says why in its log)."""
+    try:
+        return AgentConfig.parse((home / "config.json").read_text())
+    except (OSError, ValueError):
         return None
-    data = json.loads(path.read_text())
-    return AgentConfig(agent_id=data["agent_id"], token=data["token"], port=int(data["port"]))
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _owned_by_us(config: AgentConfig) -> bool:
@@ -66,10 +45,11 @@ def _owned_by_us(config: AgentConfig) -> bool:
     return True
 
 
-def running_agent(home: Path | None = None) -> AgentConfig | None:
-    home = home or local_agent_home()
-    config = read_config(home)
-    if config is None or not _port_in_use(config.port):
+def running_agent(home: Path | None = None, port: int | None = None) -> AgentConfig | None:
+    """The local agent's config when an agent answers on its port with its token, else None
+    (`port`: only one on that port)."""
+    config = read_config(home or local_agent_home())
+    if config is None or (port is not None and config.port != port) or not daemons.port_in_use(config.port):
         return None
     return config if _owned_by_us(config) else None
 
@@ -83,58 +63,24 @@ def ensure_agent(*, on_start: Callable[[str], None] | None = None,
         return config
     port = _requested_port()
     existing = read_config(home)
-    if existing is not None and "WORKBENCH_AGENT_PORT" not in os.environ:
+    if existing is not None and PORT_VARIABLE not in os.environ:
         port = existing.port
-    if _port_in_use(port):
-        raise LocalAgentError(
-            f"port {port} on 127.0.0.1 is taken by another program, so the local agent cannot "
-            f"start there; free it or choose another port with WORKBENCH_AGENT_PORT=NNNN"
-        )
     home.mkdir(parents=True, exist_ok=True)
-    if on_start:
-        on_start(f"starting the local agent on 127.0.0.1:{port} (log: {home / 'agent.log'})")
-    log = (home / "agent.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workbench.agent", "serve", "--home", str(home), "--port", str(port)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-    )
-    log.close()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LocalAgentError(
-                f"the local agent exited with code {process.returncode}; last lines of "
-                f"{home / 'agent.log'}:\n" + _tail(home / "agent.log")
-            )
-        config = read_config(home)
-        if config is not None and config.port == port and _port_in_use(port) and _owned_by_us(config):
-            return config
-        time.sleep(0.1)
-    process.terminate()
-    raise LocalAgentError(f"the local agent did not answer within {timeout:.0f} s; see {home / 'agent.log'}")
+    agent = daemons.Daemon(
+        what="the local agent", module="workbench.agent",
+        args=("serve", "--home", str(home), "--port", str(port)), port=port, port_variable=PORT_VARIABLE,
+        log=home / "agent.log", output=home / "agent.log", answers=lambda: running_agent(home, port))
+    return daemons.start(agent, timeout=timeout, on_start=on_start)
 
 
 def stop_agent(timeout: float = 15.0) -> bool:
     """Stop the local agent (replicas keep running). Returns False when none was running."""
     home = local_agent_home()
-    pidfile = home / "agent.pid"
-    if running_agent(home) is None or not pidfile.is_file():
-        return False
-    pid = int(pidfile.read_text().strip())
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    return True
-
-
-def _tail(path: Path, lines: int = 20) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        pid = int((home / "agent.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if running_agent(home) is None:
+        return False
+    daemons.stop(pid, timeout)
+    return True

@@ -71,3 +71,23 @@ def test_pid_file_lifecycle_and_second_agent_refused(tmp_path: Path) -> None:
 def assert_pid(a: Agent) -> bool:
     assert a.proc is not None
     return (a.home / "agent.pid").read_text().strip() == str(a.proc.pid)
+
+
+def test_config_parser_is_the_one_reader_and_refuses_garbage() -> None:
+    """AgentConfig.parse reads config.json for the agent, the local-agent launcher and the SSH
+    installer alike."""
+    import pytest
+    from workbench.agent.home import DEFAULT_PORT, AgentConfig
+
+    config = AgentConfig.parse('{"agent_id": "a1", "token": "t0ken", "port": 9911}')
+    assert (config.agent_id, config.token, config.port) == ("a1", "t0ken", 9911)
+    assert config.url == "http://127.0.0.1:9911" and "t0ken" not in repr(config)
+    assert AgentConfig.parse(config.to_json()) == config
+    assert AgentConfig.parse('{"agent_id": "a1", "token": "t"}').port == DEFAULT_PORT
+    for garbage, says in (("not json", "not JSON"), ("[1]", "not a JSON object"),
+                          ('{"agent_id": "a1"}', "lacks its agent_id or token"),
+                          ('{"agent_id": "a1", "token": ""}', "lacks"),
+                          ('{"agent_id": "a1", "token": "t", "port": 70000}', "no usable port"),
+                          ('{"agent_id": "a1", "token": "t", "port": true}', "no usable port")):
+        with pytest.raises(ValueError, match=says):
+            AgentConfig.parse(garbage)

@@ -7,6 +7,7 @@ import socket
 import textwrap
 from pathlib import Path
 
+from tests.controller.helpers import Controller
 from tests.support.real_parts import EXAMPLES, Workbench
 
 
@@ -33,6 +34,47 @@ def test_invalid_spec_deploys_nothing(workbench: Workbench, tmp_path: Path) -> N
     assert "workbench.yaml:3: serving.max_concurency: unknown field" in result.stderr
     assert "nothing was deployed" in result.stderr
     assert not (workbench.home / "controller" / "controller.json").exists(), "nothing may start"
+
+
+def test_a_refused_deploy_reads_the_same_with_a_controller_running(workbench: Workbench,
+                                                                    tmp_path: Path) -> None:
+    """Without a controller the CLI checks the request first (so nothing starts); with one, the
+    controller's 400 says the same: one line per problem, exit code 2, nothing on stdout."""
+    bad = write_project(tmp_path / "bad", "name: bad\nreplicas: -1\nserving:\n  max_concurency: 2\n",
+                        "class Predictor:\n    def predict(self, payload):\n        return 1\n")
+    good = write_project(tmp_path / "good", "name: good\nruntime: process\n",
+                         "class Predictor:\n    def predict(self, payload):\n        return 1\n")
+    file = bad / "workbench.yaml"
+    cases = {
+        "spec": (("deploy", str(bad)), [
+            "error: invalid spec; nothing was deployed",
+            f"  │ {file}:2: replicas: Input should be greater than or equal to 0",
+            f"  │ {file}:4: serving.max_concurency: unknown field (check the spelling"]),
+        "json": (("deploy", str(bad), "--json"), None),
+        "api": (("deploy", str(good), "--api", "nope", "--api", "good", "--api", "else"),
+                [f"error: no API named else, nope in {good / 'workbench.yaml'}"]),
+        "path": (("deploy", str(tmp_path / "nowhere")), [
+            "error: invalid spec; nothing was deployed",
+            f"  │ {tmp_path / 'nowhere'}: no such file or folder"]),
+    }
+    cold = {name: workbench.run(*args, check=False) for name, (args, _) in cases.items()}
+    assert not (workbench.home / "controller" / "controller.json").exists(), "nothing may start"
+    ctl = Controller(workbench)
+    ctl.start()
+    try:
+        for name, (args, expected) in cases.items():
+            warm = workbench.run(*args, check=False)
+            assert (warm.returncode, warm.stdout, warm.stderr) == (2, "", cold[name].stderr), name
+            assert cold[name].returncode == 2 and cold[name].stdout == ""
+            if expected is not None:  # today's words, in today's order
+                lines = warm.stderr.splitlines()
+                starts = [next(i for i, line in enumerate(lines) if line.startswith(want))
+                          for want in expected]
+                assert starts == sorted(starts) and starts[0] == 0, lines
+        assert cold["json"].stderr == cold["spec"].stderr
+        assert workbench.json("get") == []
+    finally:
+        ctl.stop()
 
 
 def test_bad_arguments(workbench: Workbench) -> None:

@@ -111,3 +111,32 @@ def test_schemathesis_finds_no_server_errors(controller: Controller, tmp_path: P
          "--seed", "1", "--phases", "examples,coverage,fuzzing"],
         capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_a_bad_spec_is_a_400_listing_its_problems_and_changes_nothing(controller: Controller,
+                                                                       tmp_path: Path) -> None:
+    good = make_project(tmp_path, "name: echo\nruntime: process\ncompute: {cpu: 0.1}\n", name="good")
+    assert controller.deploy(good)[-1]["kind"] == "done"
+
+    def apis() -> list[tuple[str, str | None, str | None]]:
+        return [(a["name"], a["spec_hash"], a["artifact"]) for a in controller.api("GET", "/v1/apis").json()]
+
+    before = apis()
+    events_before = controller.api("GET", "/v1/events", params={"api": "echo"}).json()
+    broken = make_project(tmp_path, "name: echo\nreplicas: -1\nserving:\n  max_concurency: 2\n",
+                          name="broken")
+    response = controller.api("POST", "/v1/deployments", json={"path": str(broken)})
+    _is_json_error(response, 400)
+    body = response.json()
+    file = broken / "workbench.yaml"
+    assert set(body) == {"error", "problems"} and body["problems"] == body["error"].splitlines()
+    assert [p.split(": ")[:2] for p in body["problems"]] == [[f"{file}:2", "replicas"],
+                                                             [f"{file}:4", "serving.max_concurency"]]
+    missing = controller.api("POST", "/v1/deployments", json={"path": str(tmp_path / "nowhere")})
+    _is_json_error(missing, 400)
+    assert missing.json()["problems"] == [f"{tmp_path / 'nowhere'}: no such file or folder"]
+    unknown = controller.api("POST", "/v1/deployments", json={"path": str(good), "apis": ["nope", "echo"]})
+    _is_json_error(unknown, 400)
+    assert unknown.json() == {"error": f"no API named nope in {good / 'workbench.yaml'}", "apis": ["echo"]}
+    assert apis() == before
+    assert controller.api("GET", "/v1/events", params={"api": "echo"}).json() == events_before

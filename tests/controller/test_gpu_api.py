@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.agent.helpers import Agent
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.gpu_api import gpu_routes
 
 
@@ -27,10 +29,15 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
         a.cleanup()
 
 
+def close(client: AsyncAgentClient) -> None:
+    with contextlib.suppress(RuntimeError):  # its connections belong to the TestClient's closed loop
+        asyncio.run(client.aclose())
+
+
 def test_host_gpus(agent: Agent, tmp_path: Path) -> None:
-    good = AgentClient(agent.url, agent.config["token"])
-    bad = AgentClient(agent.url, "wrong")
-    gone = AgentClient("http://127.0.0.1:9", "t", timeout=2)
+    good = AsyncAgentClient(agent.url, agent.config["token"])
+    bad = AsyncAgentClient(agent.url, "wrong")
+    gone = AsyncAgentClient("http://127.0.0.1:9", "t", timeout=2)
     clients = {"box1": good, "badtoken": bad, "gone": gone}
     app = FastAPI()
     app.include_router(gpu_routes(clients.get))
@@ -48,12 +55,12 @@ def test_host_gpus(agent: Agent, tmp_path: Path) -> None:
             assert r.status_code == 502 and "gone: cannot read GPUs" in r.json()["detail"]
     finally:
         for c in clients.values():
-            c.close()
+            close(c)
 
 
 def test_fleet_gpus_in_one_answer(agent: Agent) -> None:
-    good = AgentClient(agent.url, agent.config["token"])
-    gone = AgentClient("http://127.0.0.1:9", "t", timeout=2)
+    good = AsyncAgentClient(agent.url, agent.config["token"])
+    gone = AsyncAgentClient("http://127.0.0.1:9", "t", timeout=2)
     clients = {"box1": good, "box2": good, "gone": gone}
     app = FastAPI()
     app.include_router(gpu_routes(clients.get, lambda: ["box2", "box1", "gone", "left-already"]))
@@ -71,5 +78,5 @@ def test_fleet_gpus_in_one_answer(agent: Agent) -> None:
             assert bad.status_code == 422 and "expected HOST:UNIXTIME" in bad.json()["detail"]
             assert http.get("/v1/gpus", params={"since": "box1:soon"}).status_code == 422
     finally:
-        good.close()
-        gone.close()
+        close(good)
+        close(gone)

@@ -7,12 +7,8 @@ import socket
 import pytest
 
 from tests.support.real_parts import Workbench, free_port
-from workbench.controller.launcher import (
-    ControllerError,
-    ensure_controller,
-    running_controller,
-    stop_controller,
-)
+from workbench.controller.launcher import ensure_controller, running_controller, stop_controller
+from workbench.daemons import LaunchFailed
 
 
 def test_ensure_find_and_stop(workbench: Workbench, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,8 +33,8 @@ def test_a_taken_port_is_a_clear_error(workbench: Workbench, monkeypatch: pytest
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         monkeypatch.setenv("WORKBENCH_PORT", str(busy.getsockname()[1]))
-        with pytest.raises(ControllerError, match=r"port \d+ .*WORKBENCH_PORT"):
+        with pytest.raises(LaunchFailed, match=r"port \d+ .*WORKBENCH_PORT"):
             ensure_controller()
     monkeypatch.setenv("WORKBENCH_PORT", "70000")
-    with pytest.raises(ControllerError, match="WORKBENCH_PORT"):
+    with pytest.raises(LaunchFailed, match="WORKBENCH_PORT"):
         ensure_controller()

@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from tests.images.conftest import MakeProject, reload
-from workbench.images.context import compute_hash, make_context
-from workbench.images.errors import ContextError
+from workbench.images.context import make_context
+from workbench.images.errors import ContextChanged, ContextError
+from workbench.images.plan import Runtime, plan_build
 from workbench.spec.loader import LoadedSpec
 
 MANIFEST_KEYS = {"image_hash", "artifact", "runtime", "base_image", "apt", "requirements", "pip",
@@ -26,8 +27,13 @@ def _ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return ca
 
 
+def hash_of(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None) -> str:
+    return plan_build(loaded, runtime, offline).image_hash
+
+
 def _members(loaded: LoadedSpec, **kwargs) -> tuple[dict, list[str], dict[str, bytes]]:
-    with make_context(loaded, runtime=kwargs.pop("runtime", "docker"), **kwargs) as context:
+    plan = plan_build(loaded, kwargs.pop("runtime", "docker"), kwargs.pop("offline", None))
+    with make_context(plan, **kwargs) as context:
         with tarfile.open(context.path) as tar:
             names = tar.getnames()
             files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
@@ -70,19 +76,19 @@ def test_process_runtime_uses_same_layout(make_project: MakeProject) -> None:
     manifest, names, _ = _members(loaded, runtime="process")
     assert manifest["artifact"] == f"demo-{manifest['image_hash'][:16]}"
     assert "Dockerfile" in names and manifest["runtime"] == "process"
-    assert compute_hash(loaded, "process") != compute_hash(loaded, "docker")
+    assert hash_of(loaded, "process") != hash_of(loaded, "docker")
 
 
 def test_hash_is_stable_and_matches_the_context(make_project: MakeProject) -> None:
     loaded = make_project(files={"requirements.txt": "requests\n"})
-    first = compute_hash(loaded, "docker")
-    assert first == compute_hash(reload(loaded), "docker")
-    with make_context(loaded, runtime="docker") as context:
+    first = hash_of(loaded, "docker")
+    assert first == hash_of(reload(loaded), "docker")
+    with make_context(plan_build(loaded, "docker")) as context:
         assert context.image_hash == first
         one = context.path.read_bytes()
     os.utime(loaded.project_dir / "predictor.py", (1, 1))
-    assert compute_hash(loaded, "docker") == first
-    with make_context(loaded, runtime="docker") as context:
+    assert hash_of(loaded, "docker") == first
+    with make_context(plan_build(loaded, "docker")) as context:
         assert context.path.read_bytes() == one  # byte-identical tar
 
 
@@ -97,10 +103,10 @@ def _edit_spec(loaded: LoadedSpec, **changes: object) -> LoadedSpec:
 
 def test_what_changes_the_hash(make_project: MakeProject, _ca: Path) -> None:
     loaded = make_project(files={"requirements.txt": "requests\n"})
-    seen = {compute_hash(loaded, "docker")}
+    seen = {hash_of(loaded, "docker")}
 
     def changed(candidate: LoadedSpec) -> None:
-        value = compute_hash(candidate, "docker")
+        value = hash_of(candidate, "docker")
         assert value not in seen
         seen.add(value)
 
@@ -118,24 +124,24 @@ def test_what_changes_the_hash(make_project: MakeProject, _ca: Path) -> None:
     changed(loaded)
     (loaded.project_dir / "run.sh").chmod(0o755)
     changed(loaded)
-    assert compute_hash(loaded, "docker", offline=True) not in seen
+    assert hash_of(loaded, "docker", offline=True) not in seen
 
 
 def test_what_does_not_change_the_hash(make_project: MakeProject) -> None:
     loaded = make_project(files={".workbenchignore": "*.ckpt\nscratch/\n"})
-    before = compute_hash(loaded, "docker")
+    before = hash_of(loaded, "docker")
     (loaded.project_dir / "model.ckpt").write_bytes(b"\0" * 1000)
     (loaded.project_dir / "scratch").mkdir()
     (loaded.project_dir / "scratch" / "notes.txt").write_text("x")
     (loaded.project_dir / "__pycache__").mkdir()
     (loaded.project_dir / "__pycache__" / "predictor.cpython-311.pyc").write_bytes(b"pyc")
-    assert compute_hash(loaded, "docker") == before
+    assert hash_of(loaded, "docker") == before
     # the manifest says what predictor config, env and serving are: they go to the replica
     loaded.file.write_text(loaded.file.read_text() + yaml.safe_dump({
         "predictor": {"config": {"threshold": 0.3}, "env": {"MODEL": "big"}},
         "serving": {"max_concurrency": 4}, "replicas": 3,
     }))
-    assert compute_hash(reload(loaded), "docker") == before
+    assert hash_of(reload(loaded), "docker") == before
 
 
 def test_workbenchignore_keeps_files_out_of_the_tar(make_project: MakeProject) -> None:
@@ -167,27 +173,27 @@ def test_named_and_nested_requirements(make_project: MakeProject) -> None:
 def test_requirements_excluded_by_ignore_is_an_error(make_project: MakeProject) -> None:
     loaded = make_project(files={"requirements.txt": "x\n", ".dockerignore": "*.txt\n"})
     with pytest.raises(ContextError, match="excluded"):
-        compute_hash(loaded, "docker")
+        hash_of(loaded, "docker")
 
 
 def test_requirements_outside_the_project_is_an_error(make_project: MakeProject, tmp_path: Path) -> None:
     (tmp_path / "outside.txt").write_text("x\n")
     loaded = make_project({"predictor": {"requirements": "../outside.txt"}})
     with pytest.raises(ContextError, match="inside the project"):
-        compute_hash(loaded, "docker")
+        hash_of(loaded, "docker")
 
 
 def test_user_wheelhouse_is_copied_as_is(make_project: MakeProject) -> None:
     loaded = make_project({"image": {"wheelhouse": "wheels", "offline": True, "pip": ["demo-pkg"]}},
                           {"wheels/demo_pkg-1.0-py3-none-any.whl": "not really a wheel"})
-    before = compute_hash(loaded, "docker")
+    before = hash_of(loaded, "docker")
     manifest, names, files = _members(loaded)
     assert manifest["wheelhouse"] == "wheelhouse" and manifest["offline"] is True
     assert "wheelhouse/demo_pkg-1.0-py3-none-any.whl" in names
     assert not any(n.startswith("project/wheels") for n in names)
     assert '"--no-index", "--find-links", "/opt/wheelhouse"' in files["Dockerfile"].decode()
     (loaded.project_dir / "wheels" / "demo_pkg-1.0-py3-none-any.whl").write_text("changed")
-    assert compute_hash(loaded, "docker") != before
+    assert hash_of(loaded, "docker") != before
 
 
 def test_offline_resolves_a_wheelhouse(make_project: MakeProject) -> None:
@@ -204,6 +210,36 @@ def test_offline_resolves_a_wheelhouse(make_project: MakeProject) -> None:
 def test_bad_runtime_and_bad_base(make_project: MakeProject) -> None:
     loaded = make_project({"image": {"base": "python:3.11 slim"}})
     with pytest.raises(ContextError, match="not a Docker image reference"):
-        compute_hash(loaded, "docker")
+        hash_of(loaded, "docker")
     with pytest.raises(ContextError, match="runtime"):
-        compute_hash(make_project(name="other"), "kubernetes")  # type: ignore[arg-type]
+        hash_of(make_project(name="other"), "kubernetes")  # type: ignore[arg-type]
+
+
+def test_the_context_is_the_plan_it_is_given(make_project: MakeProject, tmp_path: Path) -> None:
+    loaded = make_project(files={"helper.py": "X = 1\n"})
+    plan = plan_build(loaded, "docker")
+    (loaded.project_dir / "notes.txt").write_text("added after the plan\n")
+    out = tmp_path / "contexts"
+    out.mkdir()
+    with make_context(plan, directory=out) as context:  # the planned files, not today's folder
+        assert (context.image_hash, context.artifact) == (plan.image_hash, plan.artifact)
+        assert context.manifest["image_hash"] == plan.image_hash
+        with tarfile.open(context.path) as tar:
+            assert "project/notes.txt" not in tar.getnames() and "project/helper.py" in tar.getnames()
+    (loaded.project_dir / "helper.py").write_text("X = 2\n")
+    with pytest.raises(ContextChanged, match=r"helper\.py changed since the build was planned"):
+        make_context(plan, directory=out)
+    assert list(out.iterdir()) == []  # no partial context left
+
+
+def test_extra_hash_inputs_change_the_hash_and_none_keep_it(make_project: MakeProject) -> None:
+    loaded = make_project()
+    plain = plan_build(loaded, "process")
+    assert plan_build(loaded, "process", hash_inputs={}).image_hash == plain.image_hash
+    model = plan_build(loaded, "process", hash_inputs={"model:weights": "sha256:aa"})
+    other = plan_build(loaded, "process", hash_inputs={"model:weights": "sha256:bb"})
+    assert len({plain.image_hash, model.image_hash, other.image_hash}) == 3
+    assert model.artifact == f"demo-{model.image_hash[:16]}"
+    two = {"a": "1", "b": "2"}
+    assert (plan_build(loaded, "process", hash_inputs=two).image_hash
+            == plan_build(loaded, "process", hash_inputs=dict(reversed(two.items()))).image_hash)

@@ -10,6 +10,7 @@ import pytest
 from tests.images.conftest import MakeProject
 from tests.support.base_image import available_base_image, built_from
 from workbench.images.context import make_context
+from workbench.images.plan import plan_build
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 pytestmark = pytest.mark.docker
@@ -19,7 +20,7 @@ def test_offline_build_and_run(make_project: MakeProject, tmp_path: Path) -> Non
     base = available_base_image()
     loaded = make_project({"name": "imgtest", "image": {"base": base, "offline": True}},
                           {"helper.py": "VALUE = 42\n"})
-    with make_context(loaded, runtime="docker", directory=tmp_path) as context:
+    with make_context(plan_build(loaded, "docker"), directory=tmp_path) as context:
         tag = context.artifact
         try:
             with context.open() as body:

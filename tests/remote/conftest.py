@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from workbench.remote.box import SSHBox
 from workbench.remote.connection import SSHHost
 from workbench.remote.errors import RemoteError
 from workbench.remote.hostkeys import KnownHosts
 from workbench.remote.sshconfig import resolve
-from workbench.remote.tunnel import RemoteHost
 
 from tests.support.sshd import Box, require_sshd, sshd_boxes
 
@@ -56,12 +56,12 @@ def remote_box() -> Iterator[Box]:
 
 
 @pytest.fixture(scope="session")
-def installed_remote(remote_box: Box, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteHost]:
+def installed_remote(remote_box: Box, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHBox]:
     """The remote box with the agent installed once per session (the expensive part)."""
     folder = tmp_path_factory.mktemp("remote")
-    host = RemoteHost(remote_box.target, identity=remote_box.client_key,
-                      known_hosts=trusted(remote_box, folder), ssh_config=folder / "no-config",
-                      tunnel="openssh").connect()
+    host = SSHBox(remote_box.target, identity=remote_box.client_key,
+                  known_hosts=trusted(remote_box, folder), ssh_config=folder / "no-config",
+                  tunnel="openssh").connect()
     host.install()
     yield host
     try:
@@ -72,7 +72,7 @@ def installed_remote(remote_box: Box, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture
-def remote(installed_remote: RemoteHost) -> RemoteHost:
+def remote(installed_remote: SSHBox) -> SSHBox:
     """The installed agent, running: whatever a test before this one did to it (stopped it,
     purged it), `install()` repairs it first; a healthy agent costs one marker read and one
     health check."""

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from workbench.agent.app import create_app
 from workbench.agent.home import AgentHome
 from workbench.agent.supervisor import Supervisor
-from workbench.remote.tunnel import RemoteHost
+from workbench.remote.box import SSHBox
 
 pytestmark = pytest.mark.sshd
 
@@ -30,7 +30,7 @@ def agent_openapi(tmp: Path) -> dict[str, Any]:
     return document
 
 
-def test_agent_rejects_missing_and_wrong_tokens(remote: RemoteHost, tmp_path: Path) -> None:
+def test_agent_rejects_missing_and_wrong_tokens(remote: SSHBox, tmp_path: Path) -> None:
     document = agent_openapi(tmp_path)
     with httpx.Client(base_url=remote.agent_url, timeout=10) as client:
         for path, item in document["paths"].items():
@@ -45,7 +45,7 @@ def test_agent_rejects_missing_and_wrong_tokens(remote: RemoteHost, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_agent_api_fuzz_has_no_5xx(remote: RemoteHost, tmp_path: Path) -> None:
+def test_agent_api_fuzz_has_no_5xx(remote: SSHBox, tmp_path: Path) -> None:
     document = agent_openapi(tmp_path)
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=remote.agent_url)

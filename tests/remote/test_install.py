@@ -4,26 +4,29 @@ repairs what an earlier test stopped or purged), so they pass in any order."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 from workbench.remote import install
+from workbench.remote.box import SSHBox
 from workbench.remote.layout import Layout
-from workbench.remote.tunnel import RemoteHost
 
 from tests.support.real_parts import EXAMPLES, wait_until
 from tests.support.sshd import Box
 from workbench import __version__
-from workbench.deploy import ensure_artifact, replica_request
+from workbench.clients.agent import AsyncAgentClient
+from workbench.controller.build import ensure_artifact, plan_artifact
+from workbench.controller.replica_request import replica_request
 from workbench.spec.loader import load_specs
-from workbench.wire.agent import ReplicaState
+from workbench.wire.agent import BuildEvent, ReplicaState
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
 
 pytestmark = pytest.mark.sshd
 
 
-def test_agent_answers_through_the_tunnel(remote: RemoteHost) -> None:
+def test_agent_answers_through_the_tunnel(remote: SSHBox) -> None:
     assert remote.agent_url.startswith("http://127.0.0.1:")
     with remote.agent_client() as client:
         info = client.host()
@@ -32,14 +35,14 @@ def test_agent_answers_through_the_tunnel(remote: RemoteHost) -> None:
     assert httpx.get(remote.agent_url + "/v1/host").status_code == 401  # the token is required
 
 
-def test_install_again_is_a_repair_noop(remote: RemoteHost) -> None:
+def test_install_again_is_a_repair_noop(remote: SSHBox) -> None:
     steps: list[str] = []
     access = remote.install(progress=lambda step, _: steps.append(step))
     assert "install" not in steps and "upload" not in steps and "start" not in steps
     assert access.started is None and "token" not in repr(access)
 
 
-def test_stopped_agent_is_restarted_by_install(remote: RemoteHost, remote_box: Box) -> None:
+def test_stopped_agent_is_restarted_by_install(remote: SSHBox, remote_box: Box) -> None:
     layout = Layout.for_home(str(remote_box.home))
     _, out, _ = remote.ssh.run(["cat", str(layout.root / "agent.pid")])
     pid = int(out.strip())
@@ -51,7 +54,7 @@ def test_stopped_agent_is_restarted_by_install(remote: RemoteHost, remote_box: B
         assert client.healthy()
 
 
-def test_upgrade_detected_from_the_version_marker(remote: RemoteHost, remote_box: Box) -> None:
+def test_upgrade_detected_from_the_version_marker(remote: SSHBox, remote_box: Box) -> None:
     layout = Layout.for_home(str(remote_box.home))
     assert not remote.needs_upgrade()
     old = json.dumps({"version": "0.0.1", "build": "old"})
@@ -66,7 +69,7 @@ def test_upgrade_detected_from_the_version_marker(remote: RemoteHost, remote_box
         assert client.host().agent_version == __version__
 
 
-def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: RemoteHost, remote_box: Box) -> None:
+def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: SSHBox, remote_box: Box) -> None:
     """A predictor runtime (examples/echo) on the box's 127.0.0.1, reached through endpoint_url."""
     layout = Layout.for_home(str(remote_box.home))
     project = f"{remote_box.home}/echo-project"
@@ -99,19 +102,21 @@ def _status(url: str) -> int | None:
         return None
 
 
-def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
+def test_process_replica_answers_via_endpoint_url(remote: SSHBox) -> None:
     [loaded] = load_specs(EXAMPLES / "echo")
-    with remote.agent_client(timeout=300) as client:
-        def build(events):  # type: ignore[no-untyped-def]
-            artifact = None
-            for event in events:
-                assert event.kind != "error", event.message
-                artifact = event.artifact or artifact
-            return artifact
+    def build(event: BuildEvent) -> None:
+        assert event.kind != "error", event.message
 
-        artifact, image_hash, _ = ensure_artifact(client, loaded, "process", None, say=lambda _: None,
-                                                  render_build=build)
-        replica = client.create_replica(replica_request(loaded, "process", artifact, image_hash))
+    plan = plan_artifact(loaded, "process", None)
+
+    async def ensure() -> bool:
+        async with AsyncAgentClient(remote.agent_url, remote.agent_token, timeout=300) as agent:
+            return await ensure_artifact(agent, plan, say=lambda _: None, on_build=build)
+
+    asyncio.run(ensure())
+    with remote.agent_client(timeout=300) as client:
+        request = replica_request(loaded.spec, "process", plan.artifact, plan.image_hash)
+        replica = client.create_replica(request)
         try:
             ready = wait_until(lambda: (r := client.replica(replica.id)).state == ReplicaState.READY and r,
                                120, what="replica ready")
@@ -124,11 +129,11 @@ def test_process_replica_answers_via_endpoint_url(remote: RemoteHost) -> None:
             client.delete_replica(replica.id, grace=5)
 
 
-def test_paramiko_tunnel_reaches_the_agent(remote: RemoteHost, remote_box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_paramiko_tunnel_reaches_the_agent(remote: SSHBox, remote_box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.remote.conftest import trusted
 
-    other = RemoteHost(remote_box.target, identity=remote_box.client_key,
-                       known_hosts=trusted(remote_box, tmp_path),
+    other = SSHBox(remote_box.target, identity=remote_box.client_key,
+                   known_hosts=trusted(remote_box, tmp_path),
                        ssh_config=tmp_path / "none", tunnel="paramiko").connect()
     try:
         assert other.agent_url != remote.agent_url
@@ -138,7 +143,7 @@ def test_paramiko_tunnel_reaches_the_agent(remote: RemoteHost, remote_box: Box, 
         other.close()
 
 
-def test_remove_purge_leaves_home_clean(remote: RemoteHost, remote_box: Box) -> None:
+def test_remove_purge_leaves_home_clean(remote: SSHBox, remote_box: Box) -> None:
     remote.remove(purge=True)
     assert remote.installed_version() is None
     assert not any(name.startswith(".workbench") for name in remote_box.home_listing())

@@ -31,7 +31,7 @@ from bench.tui_refresh import press
 from tests.controller.helpers import Controller
 from tests.support.real_parts import Workbench, wait_until
 from tests.tui.conftest import agent_pid, host_of, until, write_gpus
-from workbench.controller.launcher import ControllerConfig
+from workbench.clients.control import ControllerConfig
 
 ROUND_TRIPS = 10
 

@@ -19,7 +19,7 @@ from workbench.tui.widgets import Banner
 from tests.controller.helpers import Controller
 from tests.support.real_parts import wait_until
 from tests.tui.conftest import until
-from workbench.controller.launcher import ControllerConfig
+from workbench.clients.control import ControllerConfig
 
 
 def make_app(ctl: Controller) -> WorkbenchApp:

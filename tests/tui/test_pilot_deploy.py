@@ -15,7 +15,7 @@ from workbench.tui.screens.forms import DeployScreen
 
 from tests.controller.helpers import Controller, make_project
 from tests.tui.conftest import cell, make_echo, row_keys, until
-from workbench.controller.launcher import ControllerConfig
+from workbench.clients.control import ControllerConfig
 
 
 def make_app(ctl: Controller) -> WorkbenchApp:

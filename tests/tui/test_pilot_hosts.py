@@ -22,7 +22,7 @@ from tests.controller.helpers import Controller
 from tests.support.real_parts import Workbench
 from tests.support.sshd import Box, require_sshd, sshd_boxes
 from tests.tui.conftest import cell, host_of, row_keys, until
-from workbench.controller.launcher import ControllerConfig
+from workbench.clients.control import ControllerConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.sshd]
 

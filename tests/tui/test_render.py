@@ -55,7 +55,7 @@ async def test_no_color_renders_in_greys(monkeypatch) -> None:  # type: ignore[n
     from workbench.tui.app import WorkbenchApp
 
     from bench.tui_refresh import Fleet, StubServer
-    from workbench.controller.launcher import ControllerConfig
+    from workbench.clients.control import ControllerConfig
 
     async def shot(url: str, no_color: bool) -> set[tuple[int, int, int]]:
         if no_color:

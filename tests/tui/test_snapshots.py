@@ -17,7 +17,7 @@ from workbench.tui.table import LiveTable
 
 from tests.controller.helpers import Controller
 from tests.tui.conftest import until
-from workbench.controller.launcher import ControllerConfig
+from workbench.clients.control import ControllerConfig
 
 pytestmark = pytest.mark.usefixtures("frozen")
 

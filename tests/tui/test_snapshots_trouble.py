@@ -34,7 +34,7 @@ from tests.support.real_parts import Workbench, wait_until
 from tests.support.sshd import Box, require_sshd
 from tests.tui.conftest import add_host, host_of, make_echo, until, write_gpus
 from tests.tui.test_snapshots import open_detail, settled
-from workbench.controller.launcher import ControllerConfig
+from workbench.clients.control import ControllerConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.sshd, pytest.mark.usefixtures("frozen")]
 

@@ -7,7 +7,7 @@ import mimetypes
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -16,8 +16,7 @@ from rich.live import Live
 from workbench.cli import render
 from workbench.cli.connect import call, controller
 from workbench.cli.progress import DeployDisplay
-from workbench.spec import SpecError
-from workbench.spec.loader import load_spec_file
+from workbench.clients.control import ControlClient
 from workbench.wire.control import DeployRequest, ScaleRequest
 from workbench.wire.errors import WorkbenchError
 
@@ -36,18 +35,8 @@ def deploy(
     if runtime is not None and runtime not in ("docker", "process"):
         render.fail(f"--runtime must be docker or process, not {runtime!r}")
         raise typer.Exit(2)
-    try:
-        spec_file = load_spec_file(path)
-    except SpecError as error:
-        render.fail("invalid spec; nothing was deployed", str(error).splitlines())
-        raise typer.Exit(2) from None
-    names = {a.spec.name for a in spec_file.apis} | {s.spec.name for s in spec_file.splitters}
-    if api and set(api) - names:
-        render.fail(f"no API named {', '.join(sorted(set(api) - names))} in {spec_file.file}")
-        raise typer.Exit(2)
-    client = controller()
-    request = DeployRequest(path=str(spec_file.file), apis=api or None,
-                            runtime=runtime, offline=offline)
+    request = DeployRequest(path=str(path.resolve()), apis=api or None, runtime=runtime, offline=offline)
+    client = _deploying_controller(request)
     results = None
     with DeployDisplay(render.err) as display:
         try:
@@ -62,8 +51,7 @@ def deploy(
                     display.show(event)
         except WorkbenchError as error:
             display.stop()
-            render.fail(str(error), [])
-            raise typer.Exit(2 if error.status == 400 else 1) from None
+            _refused(error)
     if results is None:
         render.fail("the deployment stream ended without a result; see `workbench get`")
         raise typer.Exit(1)
@@ -76,6 +64,32 @@ def deploy(
         render.out.print(f"[green]✓[/green] {result.name} {what}{detail}: POST {result.endpoint}")
     if results:
         render.out.print(f"  try: workbench predict {results[0].name} '<json>'")
+
+
+def _deploying_controller(request: DeployRequest) -> ControlClient:
+    """The controller that takes `request`. When none runs, the request is checked here first with
+    the controller's own intake (the same check, in this process), so a bad one starts nothing."""
+    from workbench.controller import launcher
+
+    if launcher.running_controller() is None:
+        from workbench.controller.intake import read_order
+
+        try:
+            read_order(request)
+        except WorkbenchError as error:
+            _refused(error)
+    return controller()
+
+
+def _refused(error: WorkbenchError) -> NoReturn:
+    """A refused deploy: a bad spec's problems one per line (exit 2), else the reason."""
+    problems = error.body.get("problems") if isinstance(error.body, dict) else None
+    if problems:
+        render.fail("invalid spec; nothing was deployed",
+                    [line for problem in problems for line in str(problem).splitlines()])
+    else:
+        render.fail(str(error), [])
+    raise typer.Exit(2 if error.status == 400 else 1) from None
 
 
 def get(

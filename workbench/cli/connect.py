@@ -9,6 +9,7 @@ import typer
 
 from workbench.cli import render
 from workbench.clients.control import ControlClient
+from workbench.daemons import LaunchFailed
 from workbench.wire.errors import WorkbenchError
 
 T = TypeVar("T")
@@ -20,7 +21,7 @@ def controller(start: bool = True) -> ControlClient:
 
     try:
         config = launcher.ensure_controller(on_start=render.say) if start else launcher.running_controller()
-    except launcher.ControllerError as error:
+    except LaunchFailed as error:
         render.fail(str(error))
         raise typer.Exit(1) from None
     if config is None:

@@ -12,7 +12,8 @@ from workbench.cli import apis, render
 from workbench.cli.connect import call, controller
 from workbench.cli.hosts import host_app
 from workbench.clients.agent import AgentClient
-from workbench.local_agent import LocalAgentError, ensure_agent, running_agent, stop_agent
+from workbench.daemons import LaunchFailed
+from workbench.local_agent import ensure_agent, running_agent, stop_agent
 from workbench.wire.errors import WorkbenchError
 
 app = typer.Typer(
@@ -51,9 +52,9 @@ def main(
 ) -> None:
     """workbench: a predictor.py, a workbench.yaml, `workbench deploy`, and an HTTP endpoint."""
     if ctx.invoked_subcommand is None:
-        from workbench.tui.app import run as run_tui
+        from workbench.cli.ui import run_ui
 
-        run_tui(embedded_ok=True)
+        run_ui(embedded_ok=True)
 
 
 @app.command()
@@ -98,7 +99,7 @@ def web(
         import socket
 
         public_url = f"http://{socket.getfqdn()}:{port}"  # the page loads its scripts from here
-    command = shlex.join([sys.executable, "-m", "workbench.tui"])
+    command = shlex.join([sys.executable, "-m", "workbench"])  # the CLI's default: the terminal UI
     Server(command, host=host, port=port, title="workbench", public_url=public_url).serve()
 
 
@@ -152,7 +153,7 @@ def agent_start() -> None:
     already = running_agent()
     try:
         config = ensure_agent(on_start=render.say) if already is None else already
-    except LocalAgentError as error:
+    except LaunchFailed as error:
         render.fail(str(error))
         raise typer.Exit(1) from None
     render.out.print(f"agent {'already ' if already else ''}running on {config.url}")

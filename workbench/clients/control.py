@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -138,6 +139,14 @@ class ControlCalls:
     def upgrade_host(name: str) -> Stream[HostEvent]:
         return Stream("POST", f"/v1/hosts/{quoted(name)}/upgrade", parse_line=HostEvent.model_validate_json,
                       what="host")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Where a running controller answers, and its bearer token (what the CLI hands the TUI)."""
+
+    url: str
+    token: str = field(repr=False)
 
 
 class ControlClient(SyncCore):

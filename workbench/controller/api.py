@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,12 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from workbench import __version__
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.deployments import Deployments
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.gpu_api import gpu_routes
 from workbench.controller.hosts import HostManager
+from workbench.controller.intake import DeployInputError
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
 from workbench.controller.state import ApiRecord, Store
@@ -46,8 +46,8 @@ from workbench.wire.control import (
     RemovedHostBody,
     ScaleRequest,
 )
-from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized
-from workbench.wire.handlers import install_error_handlers, validation_text
+from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized, WorkbenchError
+from workbench.wire.handlers import error_response, install_error_handlers, validation_text
 
 log = logging.getLogger("workbench.controller.api")
 
@@ -115,11 +115,14 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.post("/deployments", responses={400: {"description": "bad spec"},
                                         200: {"content": {"application/x-ndjson": {}}}})
-    async def deploy(body: DeployRequest) -> StreamingResponse:
-        plan = await deps.deployments.prepare(body)  # a bad file: its 400 names file:line: field
+    async def deploy(body: DeployRequest) -> Response:
+        try:
+            order = await deps.deployments.prepare(body)
+        except DeployInputError as error:  # a bad spec's 400 lists its file:line: field problems
+            return error_response(400, error.message, **error.extra)
 
         async def lines() -> AsyncIterator[bytes]:
-            async for event in deps.deployments.stream(plan):
+            async for event in deps.deployments.stream(order):
                 yield (event.model_dump_json() + "\n").encode()
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
@@ -216,6 +219,10 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             raise BadRequest("this controller does not manage remote hosts")
         return deps.hosts
 
+    def added(name: str) -> bool:
+        """A host the host manager added (not the controller's own local host)."""
+        return deps.hosts is not None and deps.hosts.manages(name)
+
     def host_of(name: str) -> Host:
         host = fleet.hosts.get(name)
         if host is None:
@@ -243,8 +250,8 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.delete("/hosts/{name}", response_model=RemovedHostBody, responses={400: {}, 404: {}})
     async def remove_host(name: str, purge: bool = False) -> RemovedHostBody:
-        host = host_of(name)
-        if host.kind == "local":
+        host_of(name)
+        if not added(name):
             raise BadRequest("the local host cannot be removed")
         moved, deleted = await manager().remove(name, purge)
         return RemovedHostBody(name=name, moved_replicas=moved, deleted_replicas=deleted, purged=purge)
@@ -252,8 +259,8 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     @v1.post("/hosts/{name}/upgrade", responses={400: {}, 404: {},
                                                 200: {"content": {"application/x-ndjson": {}}}})
     async def upgrade_host(name: str) -> StreamingResponse:
-        host = host_of(name)
-        if host.kind == "local":
+        host_of(name)
+        if not added(name):
             raise BadRequest("the local agent is upgraded with the workstation's workbench")
         return ndjson(manager().upgrade(name))
 
@@ -263,7 +270,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     app.include_router(v1)
 
-    def agent_of(name: str) -> AgentClient | None:
+    def agent_of(name: str) -> AsyncAgentClient | None:
         host = fleet.hosts.get(name)
         return host.client if host is not None else None
 
@@ -275,21 +282,13 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     return app
 
 
-def _client(host: Host) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=host.url, headers={"Authorization": f"Bearer {host.token}"},
-                             timeout=httpx.Timeout(10.0, read=None))
-
-
 async def _tail(host: Host, replica: ReplicaInfo, tail: int, prefix: bool) -> str:
     mark = f"[{replica.id}] " if prefix else ""
     try:
-        async with _client(host) as client:
-            response = await client.get(f"/v1/replicas/{replica.id}/logs", params={"tail": tail})
-    except httpx.HTTPError as error:
-        return f"{mark}(logs unavailable: {error})\n"
-    if response.status_code >= 400:
-        return f"{mark}(logs unavailable: {response.status_code})\n"
-    return "".join(f"{mark}{line}\n" for line in response.text.splitlines())
+        lines = [line async for line in host.client.logs(replica.id, tail=tail)]
+    except WorkbenchError as error:
+        return f"{mark}(logs unavailable: {error.status or error})\n"
+    return "".join(f"{mark}{line}\n" for line in lines)
 
 
 async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool) -> AsyncIterator[bytes]:
@@ -298,12 +297,9 @@ async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool
     async def pump(host: Host, replica: ReplicaInfo) -> None:
         mark = f"[{replica.id}] " if prefix else ""
         try:
-            async with _client(host) as client, client.stream(
-                    "GET", f"/v1/replicas/{replica.id}/logs",
-                    params={"tail": tail, "follow": "true"}) as response:
-                async for line in response.aiter_lines():
-                    await queue.put(f"{mark}{line}\n".encode())
-        except httpx.HTTPError as error:
+            async for line in host.client.logs(replica.id, tail=tail, follow=True):
+                await queue.put(f"{mark}{line}\n".encode())
+        except WorkbenchError as error:
             await queue.put(f"{mark}(log stream ended: {error})\n".encode())
         finally:
             await queue.put(None)

@@ -21,6 +21,7 @@ from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.home import ControllerHome
 from workbench.controller.hosts import HostManager
+from workbench.controller.links.local import LocalLink
 from workbench.controller.metrics import ReplicaCollector
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
@@ -86,7 +87,7 @@ class Controller:
             deployments=self.deployments, tracker=self.tracker, routes=self.routes, views=self.views,
             registry=self.registry, token=self.home.token(), hosts=self.hosts))
         agent = await asyncio.to_thread(ensure_agent, on_start=log.info)
-        self.fleet.add(Host("local", agent.url, agent.token))
+        self.fleet.add(Host("local", LocalLink(agent.url, agent.token)))
         await self.hosts.restore()  # registered boxes reconnect before the first reconcile
         await self.fleet.wait_first_poll()
         self._persist_hosts()
@@ -117,7 +118,7 @@ class Controller:
                 self.events.record("host", f"host {host.name} is {host.state}"
                                    + (f": {host.message}" if host.message else ""),
                                    level=logging.WARNING if host.state == "unreachable" else logging.INFO)
-                self.store.put_host(HostRecord(name=host.name, address=host.address or host.url,
+                self.store.put_host(HostRecord(name=host.name, address=host.address,
                                                state=host.state,
                                                last_seen=host.last_seen,
                                                info=host.info.model_dump(mode="json") if host.info else None,

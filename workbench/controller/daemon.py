@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -14,11 +15,12 @@ import uvicorn
 from workbench.controller.app import Controller, is_loopback
 from workbench.controller.home import ControllerHome, default_port
 from workbench.controller.lock import AlreadyRunning, ControllerLock
-from workbench.local_agent import LocalAgentError
+from workbench.daemons import LaunchFailed
 
 log = logging.getLogger("workbench.controller")
 
 DRAIN_SECONDS = 30.0
+GC_YOUNG_THRESHOLD = 10_000  # allocations between collections of the young generation (default 700)
 
 
 def _setup_logging(home: ControllerHome) -> None:
@@ -71,9 +73,21 @@ class _Server(uvicorn.Server):
             self.should_exit = True
 
 
+def tune_collector() -> None:
+    """Once started: what start-up built (the apps, their models, the restored fleet) lives as long
+    as the process, so no collection walks it again (gc.freeze); and the young generation is
+    collected every GC_YOUNG_THRESHOLD allocations instead of 700. Nearly all of the poll path's
+    garbage is freed by reference counting; with the defaults, collections were ~15 % of the
+    controller's CPU while it polled 100 hosts (bench/controller_poll.py)."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 async def _run(home: ControllerHome, host: str, port: int, sock: socket.socket) -> None:
     controller = Controller(home, host=host, port=port)
     await controller.start()
+    tune_collector()
     config = uvicorn.Config(controller, lifespan="off", http="httptools", log_level="warning",
                             access_log=False, timeout_graceful_shutdown=int(DRAIN_SECONDS))
     server = _Server(config, controller)
@@ -122,7 +136,7 @@ def serve(host: str = "127.0.0.1", port: int | None = None) -> int:
                 asyncio.run(_run(home, host, port, sock))
             else:
                 uvloop.run(_run(home, host, port, sock))
-        except LocalAgentError as error:
+        except LaunchFailed as error:
             log.error("cannot start the local agent: %s", error)
             return 1
         except KeyboardInterrupt:

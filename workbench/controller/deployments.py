@@ -1,7 +1,9 @@
-"""POST /v1/deployments: validate a workbench.yaml, build per host, store, and follow the rollout.
+"""POST /v1/deployments: check the request once, build per host, store, and follow the rollout.
 
-`prepare` checks everything that can be checked up front (a bad file is a 400 before any
-streaming); `stream` yields DeployEvents — builds, rollout progress — ending in one done or error.
+`prepare` checks everything that can be checked up front (intake.py: a bad file is a 400 before
+any streaming); `stream` yields DeployEvents — builds, rollout progress — ending in one done or
+error. Each API's build plan is made once (build.py) and handed to every host's build, then kept
+by the catch-up builder for hosts that join later.
 """
 
 from __future__ import annotations
@@ -9,37 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 
+from workbench.controller.build import (
+    ArtifactPlan,
+    DeployError,
+    choose_runtime,
+    ensure_artifact,
+    plan_artifact,
+)
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
+from workbench.controller.intake import DeployOrder, check_against, read_order
 from workbench.controller.reconciler import Reconciler
+from workbench.controller.replica_request import replica_request
 from workbench.controller.routes import RouteSync
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
-from workbench.deploy import DeployError, choose_runtime, ensure_artifact, replica_request
-from workbench.spec.loader import LoadedSpec, LoadedSplitter, SpecError, load_spec_file
+from workbench.spec.loader import LoadedSpec, LoadedSplitter
 from workbench.wire.agent import BuildEvent
 from workbench.wire.control import DeployEvent, DeployRequest, DeployResultBody
-from workbench.wire.errors import BadRequest
-from workbench.wire.replica import RuntimeKind
 
 log = logging.getLogger("workbench.controller.deployments")
-
-
-class DeployInputError(BadRequest):
-    """The request or the file it names is wrong (400); nothing changed."""
-
-
-@dataclass(frozen=True)
-class DeployPlan:
-    file: Path
-    apis: list[LoadedSpec]
-    splitters: list[LoadedSplitter]
-    runtime: RuntimeKind | None
-    offline: bool | None
 
 
 class Deployments:
@@ -58,58 +51,28 @@ class Deployments:
         return f"{self.base_url}/{name}"
 
     # -- validation --------------------------------------------------------------------------
-    async def prepare(self, request: DeployRequest) -> DeployPlan:
-        if not request.path.strip():
-            raise DeployInputError("path must name a project folder or a workbench.yaml")
-        try:
-            spec_file = await asyncio.to_thread(load_spec_file, request.path)
-        except SpecError as error:
-            raise DeployInputError(str(error)) from None
-        except (OSError, ValueError) as error:
-            raise DeployInputError(f"cannot read {request.path}: {error}") from None
-        apis, splitters = spec_file.apis, spec_file.splitters
-        if request.apis is not None:
-            known = [a.spec.name for a in apis] + [s.spec.name for s in splitters]
-            unknown = [name for name in request.apis if name not in known]
-            if unknown:
-                raise DeployInputError(f"{spec_file.file} has no API named {', '.join(unknown)}; "
-                                       f"it describes: {', '.join(known)}")
-            apis = [a for a in apis if a.spec.name in request.apis]
-            splitters = [s for s in splitters if s.spec.name in request.apis]
-        deploying = {a.spec.name for a in apis}
-        for loaded in apis:
-            existing = self.store.get_api(loaded.spec.name)
-            if existing is not None and existing.kind != "api":
-                raise DeployInputError(f"{loaded.spec.name} is deployed as a traffic splitter; "
-                                       "delete it first (`workbench delete`)")
-        for splitter in splitters:
-            existing = self.store.get_api(splitter.spec.name)
-            if existing is not None and existing.kind != "traffic_splitter":
-                raise DeployInputError(f"{splitter.spec.name} is deployed as an API; delete it first")
-            for target in splitter.spec.apis:
-                record = self.store.get_api(target.name)
-                if target.name not in deploying and (record is None or record.kind != "api"):
-                    raise DeployInputError(
-                        f"{spec_file.file}: traffic splitter {splitter.spec.name} routes to {target.name}, "
-                        "which is neither deployed nor in this file")
-        return DeployPlan(spec_file.file, apis, splitters, request.runtime, request.offline)
+    async def prepare(self, request: DeployRequest) -> DeployOrder:
+        """The request checked once (DeployInputError, a 400, when it is wrong)."""
+        order = await asyncio.to_thread(read_order, request)
+        check_against(order, self.store)
+        return order
 
     # -- the stream --------------------------------------------------------------------------
-    async def stream(self, plan: DeployPlan) -> AsyncIterator[DeployEvent]:
+    async def stream(self, order: DeployOrder) -> AsyncIterator[DeployEvent]:
         results: list[DeployResultBody] = []
         async with self._lock:
             try:
-                for loaded in plan.apis:
-                    async for event in self._deploy_api(loaded, plan, results):
+                for loaded in order.apis:
+                    async for event in self._deploy_api(loaded, order, results):
                         yield event
-                for splitter in plan.splitters:
+                for splitter in order.splitters:
                     results.append(self._deploy_splitter(splitter))
                 self.routes.sync()
             except DeployError as error:
                 yield DeployEvent(kind="error", message=str(error), log_tail=error.log_tail)
                 return
             except Exception as error:
-                log.exception("deploy of %s failed", plan.file)
+                log.exception("deploy of %s failed", order.file)
                 yield DeployEvent(kind="error", message=f"deploy failed: {error}")
                 return
         yield DeployEvent(kind="done", message=f"deployed {len(results)} API(s)", results=results)
@@ -122,29 +85,30 @@ class Deployments:
             raise DeployError(f"no host is reachable to build and run replicas ({states})")
         return sorted(hosts, key=lambda h: (h.name != "local", h.name))
 
-    async def _deploy_api(self, loaded: LoadedSpec, plan: DeployPlan,
+    async def _deploy_api(self, loaded: LoadedSpec, order: DeployOrder,
                           results: list[DeployResultBody]) -> AsyncIterator[DeployEvent]:
         spec = loaded.spec
         hosts = self._hosts()
         primary = hosts[0]
         assert primary.info is not None
-        runtime = choose_runtime(loaded, primary.info, plan.runtime)
-        if runtime == "process" and spec.runtime == "auto" and plan.runtime is None:
+        runtime = choose_runtime(spec, primary.info, order.runtime)
+        if runtime == "process" and spec.runtime == "auto" and order.runtime is None:
             yield DeployEvent(kind="log", api=spec.name, message=(
                 f"{spec.name}: Docker is not available on {primary.name} "
                 f"({primary.info.docker.error or 'no engine'}); using the process runtime"))
         targets = [h for h in hosts if h.info and runtime in h.info.runtimes
                    and (runtime != "docker" or h.info.docker.available)]
+        plan = await asyncio.to_thread(plan_artifact, loaded, runtime, order.offline)
         built = False
-        artifact = image_hash = ""
         for host in targets:
-            outcome: list[tuple[str, str, bool]] = []
-            async for event in self._build(host, loaded, runtime, plan.offline, outcome):
+            outcome: list[bool] = []
+            async for event in self._build(host, plan, outcome):
                 yield event
-            artifact, image_hash, was_built = outcome[0]
-            built = built or was_built
+            built = built or outcome[0]
+        artifact, image_hash = plan.artifact, plan.image_hash  # an image's id is known once found
+        self.reconciler.catchup.keep(plan)
         self.reconciler.catchup.built(artifact, [host.name for host in targets])
-        request = replica_request(loaded, runtime, artifact, image_hash)
+        request = replica_request(spec, runtime, artifact, image_hash)
         spec_json = spec.model_dump(mode="json", by_alias=True)
         existing = self.store.get_api(spec.name)
         if (existing is not None and existing.spec_hash == request.spec_hash and existing.spec == spec_json
@@ -197,36 +161,30 @@ class Deployments:
                                         replaced=len(outdated) if hash_changed else 0,
                                         endpoint=self.endpoint(spec.name)))
 
-    async def _build(self, host: Host, loaded: LoadedSpec, runtime: RuntimeKind, offline: bool | None,
-                     outcome: list[tuple[str, str, bool]]) -> AsyncIterator[DeployEvent]:
-        """Run the (blocking) build in a thread, forwarding its progress as DeployEvents."""
+    async def _build(self, host: Host, plan: ArtifactPlan, outcome: list[bool]) -> AsyncIterator[DeployEvent]:
+        """Put the plan's artifact on `host`, forwarding its progress as DeployEvents as they happen."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[DeployEvent | None] = asyncio.Queue()
-        name = loaded.spec.name
+        name = plan.api
 
-        def put(event: DeployEvent | None) -> None:
+        def put(event: DeployEvent | None) -> None:  # also called from the context builder's thread
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         def say(message: str) -> None:
             put(DeployEvent(kind="log", api=name, message=message))
 
-        def render(events: Iterable[BuildEvent]) -> str | None:
-            artifact = None
-            for event in events:
-                put(DeployEvent(kind="build", api=name, message=event.message, build=event))
-                if event.kind == "error":
-                    raise DeployError(f"{name}: the build on {host.name} failed: {event.message}")
-                if event.kind == "done":
-                    artifact = event.artifact
-            return artifact
+        def on_build(event: BuildEvent) -> None:
+            put(DeployEvent(kind="build", api=name, message=event.message, build=event))
+            if event.kind == "error":
+                raise DeployError(f"{name}: {plan.action} on {host.name} failed: {event.message}")
 
-        def work() -> tuple[str, str, bool]:
+        async def work() -> bool:
             try:
-                return ensure_artifact(host.client, loaded, runtime, offline, say=say, render_build=render)
+                return await ensure_artifact(host.client, plan, say=say, on_build=on_build)
             finally:
                 put(None)
 
-        task = asyncio.ensure_future(asyncio.to_thread(work))
+        task = asyncio.ensure_future(work())
         while (event := await queue.get()) is not None:
             yield event
         outcome.append(await task)

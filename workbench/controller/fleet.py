@@ -1,8 +1,8 @@
 """The fleet monitor: each host's agent polled about once a second (never overlapping).
 
-A host that stops answering is marked unreachable at once (its replicas leave the router's pools);
-when it answers again its replicas come back. Reconciler writes (create/delete) are noted here at
-once so the next decision sees them before the next poll does.
+A host that stops answering, or whose link goes down, is marked unreachable at once (its replicas
+leave the router's pools); when it answers again its replicas come back. Reconciler writes
+(create/delete) are noted here at once so the next decision sees them before the next poll does.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from workbench.clients.agent import AgentClient
+from workbench.controller.links.base import HostLink, LinkState, ReplicaEndpoint
 from workbench.wire.agent import HostInfo, ReplicaInfo, ReplicaState
 from workbench.wire.errors import WorkbenchError
 
@@ -25,21 +25,12 @@ POLL_SECONDS = 1.0
 HOST_INFO_SECONDS = 10.0
 
 
-class Link(Protocol):
-    """What the fleet needs of a remote host's SSH link (workbench.remote.tunnel.RemoteHost)."""
-
-    @property
-    def state(self) -> str: ...
-    def endpoint_url(self, remote_url: str) -> str: ...
-
-
-@dataclass
+@dataclass(eq=False)
 class Host:
-    """One agent and what the last poll saw there."""
+    """One host: its link, and what the last poll saw there."""
 
     name: str
-    url: str
-    token: str = field(repr=False)
+    link: HostLink = field(repr=False)
     state: str = "connecting"  # connecting | ready | unreachable
     last_seen: float | None = None
     unreachable_since: float | None = None
@@ -47,31 +38,31 @@ class Host:
     message: str | None = None
     replicas: dict[str, ReplicaInfo] = field(default_factory=dict)
     info_at: float = 0.0
-    kind: str = "local"  # local | ssh | direct
-    address: str | None = None  # what the user typed (user@host:port); the agent URL when None
-    link: Link | None = field(default=None, repr=False)  # the SSH link of a remote host
     cordoned: bool = False  # being removed: no new replicas
-    #: called (from the poll) when the agent stops answering while the SSH link is up
-    on_agent_down: Callable[[Host], Any] | None = field(default=None, repr=False)
-    ca_cert: str | None = None  # direct mode over TLS: the PEM file that verifies the agent
-    _urls: dict[str, str] = field(default_factory=dict, repr=False)
     _noted: dict[str, float] = field(default_factory=dict)  # replica id -> monotonic time of a write
     _gone: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        verify = self.ca_cert or True
-        self.client = AgentClient(self.url, self.token, timeout=60.0, verify=verify)
-        self.poller = AgentClient(self.url, self.token, timeout=3.0, verify=verify)
+        self.client = self.link.agent_client(timeout=60.0)
+        self.poller = self.link.agent_client(timeout=3.0)
 
     @property
-    def direct(self) -> bool:
-        return self.kind == "direct"
+    def url(self) -> str:
+        return self.link.agent_url
 
     @property
-    def endpoint_headers(self) -> tuple[tuple[str, str], ...]:
-        """What the router adds to requests for this host's replicas: the agent's token when they
-        are reached through its proxy route (direct mode)."""
-        return (("authorization", f"Bearer {self.token}"),) if self.direct else ()
+    def token(self) -> str:
+        return self.link.token
+
+    @property
+    def kind(self) -> str:
+        """A label (local | ssh | direct) for lists; nothing decides by it."""
+        return self.link.kind
+
+    @property
+    def address(self) -> str:
+        """What the user typed (user@host:port), or the agent's URL."""
+        return self.link.address
 
     @property
     def reachable(self) -> bool:
@@ -81,24 +72,13 @@ class Host:
     def schedulable(self) -> bool:
         return self.reachable and not self.cordoned
 
-    def endpoint(self, replica_url: str, replica_id: str | None = None) -> str:
-        """The URL the router uses for a replica: through the host's tunnel for a remote host,
-        through the agent's proxy route (`endpoint_headers` carry its token) for a direct one."""
-        if self.direct and replica_id is not None:
-            return f"{self.url.rstrip('/')}/v1/replicas/{replica_id}/proxy"
-        if self.link is None:
-            return replica_url
-        mapped = self._urls.get(replica_url)
-        if mapped is None:
-            mapped = self._urls[replica_url] = self.link.endpoint_url(replica_url)
-        return mapped
+    def endpoint(self, replica_url: str, replica_id: str) -> ReplicaEndpoint:
+        """What the router uses for a replica on this host (see HostLink.endpoint)."""
+        return self.link.endpoint(replica_url, replica_id)
 
-    def link_down(self) -> bool:
-        return self.link is not None and self.link.state != "connected"
-
-    def close(self) -> None:
-        self.client.close()
-        self.poller.close()
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.poller.aclose()
 
 
 def _fingerprint(host: Host) -> tuple[object, ...]:
@@ -111,18 +91,33 @@ class Fleet:
     def __init__(self, on_change: Callable[[], None] | None = None, poll_seconds: float = POLL_SECONDS):
         self.hosts: dict[str, Host] = {}
         self.on_change = on_change
+        #: called (from the poll) when a host's agent stops answering while its link is up
+        self.on_agent_down: Callable[[Host], None] | None = None
         self.poll_seconds = poll_seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._first_poll: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[None]] = set()  # clients closing, polls after a reconnect
 
     def add(self, host: Host) -> None:
-        old = self.hosts.get(host.name)
-        if old is not None:
-            self._stop_task(host.name)
-            old.close()
+        """Start polling a host (it replaces one of the same name) and follow its link's state."""
+        self._forget(host.name)
         self.hosts[host.name] = host
         self._first_poll[host.name] = asyncio.Event()
         self._tasks[host.name] = asyncio.create_task(self._monitor(host), name=f"fleet-{host.name}")
+        host.link.watch(lambda state: self._link_changed(host, state))
+
+    def hold(self, host: Host) -> None:
+        """List a host that cannot be reached now (it replaces one of the same name); it is not
+        polled until a reachable one is added in its place."""
+        self._forget(host.name)
+        self.hosts[host.name] = host
+
+    def _forget(self, name: str) -> None:
+        old = self.hosts.get(name)
+        if old is not None:
+            self._stop_task(name)
+            self._first_poll.pop(name, None)
+            self._close_later(old)
 
     async def wait_first_poll(self, timeout: float = 10.0) -> None:
         """Wait until every host was polled once (so adoption sees what already runs)."""
@@ -136,10 +131,15 @@ class Fleet:
         self._first_poll.pop(name, None)
         host = self.hosts.pop(name, None)
         if host is not None:
-            host.close()
+            self._close_later(host)
         if self.on_change is not None:
             self.on_change()
         return host
+
+    def pause(self, name: str) -> None:
+        """Stop polling a host that stays listed (while it is being removed: no poll, no restart
+        of an agent that is being stopped)."""
+        self._stop_task(name)
 
     def mark_unreachable(self, host: Host, message: str) -> None:
         """The link dropped: take the host (and its replicas) out now, not at the next poll."""
@@ -148,6 +148,25 @@ class Fleet:
         host.state, host.message = "unreachable", message
         if self.on_change is not None:
             self.on_change()
+
+    def _link_changed(self, host: Host, state: LinkState) -> None:
+        """On the event loop: the host's link went down (out of the pools now) or came back."""
+        if self.hosts.get(host.name) is not host:
+            return  # removed or replaced since
+        if not state.connected:
+            self.mark_unreachable(host, state.message or f"the link to {host.address} is down")
+            if state.last_seen:
+                host.last_seen = state.last_seen
+        else:
+            self._spawn(self.poll_now(host))
+
+    def _close_later(self, host: Host) -> None:
+        self._spawn(host.aclose())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _stop_task(self, name: str) -> None:
         task = self._tasks.pop(name, None)
@@ -162,7 +181,9 @@ class Fleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for host in self.hosts.values():
-            host.close()
+            await host.aclose()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # -- reading -----------------------------------------------------------------------------
     def replicas(self, api: str | None = None) -> list[tuple[Host, ReplicaInfo]]:
@@ -209,14 +230,15 @@ class Fleet:
     async def _poll(self, host: Host) -> None:
         before = _fingerprint(host)
         started = time.monotonic()
-        if host.link_down():
+        link = host.link.state
+        if not link.connected:
             if host.state != "unreachable":
-                self.mark_unreachable(host, f"SSH link to {host.address or host.name} is down")
+                self.mark_unreachable(host, link.message or f"the link to {host.address} is down")
             return
         try:
-            replicas = await asyncio.to_thread(host.poller.replicas)
+            replicas = await host.poller.replicas()
             if host.info is None or time.monotonic() - host.info_at > HOST_INFO_SECONDS:
-                host.info = await asyncio.to_thread(host.poller.host)
+                host.info = await host.poller.host()
                 host.info_at = time.monotonic()
         except WorkbenchError as error:
             if host.state != "unreachable":
@@ -224,8 +246,8 @@ class Fleet:
                 host.unreachable_since = time.time()
             host.state = "unreachable"
             host.message = str(error)
-            if host.on_agent_down is not None and not host.link_down():
-                host.on_agent_down(host)
+            if self.on_agent_down is not None and host.link.state.connected:
+                self.on_agent_down(host)
         else:
             if host.state != "ready":
                 log.info("host %s is ready (%d replicas)", host.name, len(replicas))

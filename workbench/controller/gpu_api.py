@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.exceptions import HTTPException
 
-from workbench.clients.agent import AgentClient
+from workbench.clients.agent import AsyncAgentClient
 from workbench.wire.agent import GpuReport
 from workbench.wire.control import FleetGpusBody
 from workbench.wire.errors import WorkbenchError
@@ -43,7 +43,7 @@ def parse_since(values: list[str]) -> dict[str, float]:
     return out
 
 
-def gpu_routes(get_agent: Callable[[str], AgentClient | None],
+def gpu_routes(get_agent: Callable[[str], AsyncAgentClient | None],
                gpu_hosts: Callable[[], list[str]] = list) -> APIRouter:
     """`get_agent(name)` gives the host's agent client, or None when no such host is known;
     `gpu_hosts()` names the hosts that are ready and have GPUs."""
@@ -58,7 +58,7 @@ def gpu_routes(get_agent: Callable[[str], AgentClient | None],
         if client is None:
             raise HTTPException(404, f"no host {name!r}")
         try:
-            return await asyncio.to_thread(client.gpus, history, since)
+            return await client.gpus(history, since)
         except WorkbenchError as error:
             status = 502 if error.status is None or error.status >= 500 else error.status
             raise HTTPException(status, f"{name}: cannot read GPUs: {error}") from error
@@ -77,7 +77,7 @@ def gpu_routes(get_agent: Callable[[str], AgentClient | None],
                 return
             try:
                 body.reports[name] = await asyncio.wait_for(
-                    asyncio.to_thread(client.gpus, history, cut.get(name)), FLEET_READ_DEADLINE_S)
+                    client.gpus(history, cut.get(name)), FLEET_READ_DEADLINE_S)
             except WorkbenchError as error:
                 body.errors[name] = f"{name}: cannot read GPUs: {error}"
             except TimeoutError:

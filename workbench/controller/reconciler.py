@@ -18,12 +18,12 @@ from collections import Counter
 from workbench.controller.catchup import CatchUpBuilds
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
+from workbench.controller.replica_request import replica_request
 from workbench.controller.rollout import ReplicaView, plan
 from workbench.controller.routes import RouteSync
 from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usage, note_placed, place
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
-from workbench.deploy import replica_request
 from workbench.wire.agent import ReplicaInfo, ReplicaState
 from workbench.wire.errors import WorkbenchError
 from workbench.wire.replica import RuntimeKind
@@ -36,6 +36,15 @@ FAILED_REPLACE_AFTER = 30.0  # a replica failed this long is replaced
 MAX_RESTARTS = 5  # restarts outside a rollout before a replica is replaced
 DRAIN_WAIT = 5.0  # seconds to wait for the router's in-flight requests to a leaving replica
 GONE_STATES = (ReplicaState.STOPPING, ReplicaState.STOPPED)
+
+
+def _with_starting(progress: str, entries: list[tuple[Host, ReplicaInfo, ReplicaView]],
+                   spec_hash: str) -> str:
+    """The rollout's progress, with what a new replica that is still starting says (a container
+    API's server: its last log line; model servers load for minutes)."""
+    said = next((info.message for _, info, view in entries if view.spec_hash == spec_hash
+                 and info.state == ReplicaState.STARTING and info.message), None)
+    return f"{progress} ({said})" if said else progress
 
 
 def demand_of(record: ApiRecord | None) -> Demand:
@@ -120,12 +129,13 @@ class Reconciler:
         step = plan(views, record.spec_hash, record.desired_replicas, spec.update, rolling_out=rolling)
         if rolling:
             late = next((v for _, info, v in entries if v.spec_hash == record.spec_hash and not v.ready
-                         and time.time() - info.created_at > spec.serving.startup_timeout + 15), None)
+                         and time.time() - info.created_at > spec.startup_timeout + 15), None)
             failed = step.failed or late
             if failed is not None:
                 await self._fail_rollout(record, failed, entries)
                 return
-            self.tracker.progress(record.name, step.progress(record.desired_replicas))
+            self.tracker.progress(record.name, _with_starting(step.progress(record.desired_replicas),
+                                                              entries, record.spec_hash))
         by_id = {view.id: (host, info) for host, info, view in entries}
         for view in step.delete:
             host, info = by_id[view.id]
@@ -198,7 +208,7 @@ class Reconciler:
             pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share
                                                 if placement.gpu_ids else None})
             try:
-                info = await asyncio.to_thread(host.client.create_replica, pinned)
+                info = await host.client.create_replica(pinned)
             except WorkbenchError as error:
                 if error.status == 404:  # the host joined after the deploy: no image/bundle there
                     self.catchup.start(record, host, runtime)
@@ -232,8 +242,9 @@ class Reconciler:
         tail = info.log_tail if info else []
         previous = self.store.history(record.name, record.rollout_from) if record.rollout_from else None
         left = "the previous version keeps serving" if previous else "nothing was deployed"
+        what = "server" if record.api_spec().container is not None else "predictor"
         message = (f"{record.name}: replica {failed.id} failed to start: {reason}; {left}. "
-                   "Fix the predictor and deploy again; its output is below.")
+                   f"Fix the {what} and deploy again; its output is below.")
         for host, replica, view in entries:
             if view.spec_hash == record.spec_hash and host.reachable:
                 self.retire(host, replica)
@@ -272,7 +283,7 @@ class Reconciler:
             deadline = time.monotonic() + DRAIN_WAIT
             while time.monotonic() < deadline and self._in_flight(replica) > 0:
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(host.client.delete_replica, replica.id, grace)
+            await host.client.delete_replica(replica.id, grace)
             self.fleet.note_gone(host.name, replica.id)
             log.info("%s: removed replica %s on %s", replica.api, replica.id, host.name)
         except WorkbenchError as error:

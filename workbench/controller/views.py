@@ -35,7 +35,7 @@ def event_body(event: EventRecord) -> EventBody:
 def host_body(host: Host) -> HostBody:
     state = host.state if host.state in ("ready", "unreachable") else "connecting"
     kind = host.kind if host.kind in ("local", "ssh", "direct") else "local"
-    return HostBody(name=host.name, address=host.address or host.url, state=state,
+    return HostBody(name=host.name, address=host.address, state=state,
                     kind=kind, agent_version=host.info.agent_version if host.info else None,
                     last_seen=host.last_seen, info=host.info, replicas=len(host.replicas),
                     message=host.message)

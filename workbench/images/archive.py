@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
+from workbench.images.errors import ContextChanged
 from workbench.images.files import Entry
 
 #: 2020-01-01T00:00:00Z: fixed so that equal contents give equal archives.
@@ -25,8 +28,25 @@ def _info(name: str, *, size: int = 0, mode: int = 0o644, directory: bool = Fals
     return info
 
 
-def write_tar_gz(entries: Iterable[Entry], path: Path) -> int:
-    """Write the entries (with their parent folders) to `path`; return the size in bytes."""
+class _Hashing:
+    """A reader that hashes what passes through it (tarfile copies a member with read())."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.sha.update(data)
+        return data
+
+
+def write_tar_gz(entries: Iterable[Entry], path: Path, expected: Mapping[str, str] | None = None) -> int:
+    """Write the entries (with their parent folders) to `path`; return the size in bytes.
+
+    `expected` maps entry names to the sha256 they had when planned: a source file that differs
+    now, or is gone, raises ContextChanged (the caller removes the partial file)."""
+    expected = expected or {}
     items = sorted(entries, key=lambda entry: entry.name)
     folders = sorted({"/".join(e.name.split("/")[:i])
                       for e in items for i in range(1, e.name.count("/") + 1)})
@@ -43,7 +63,17 @@ def write_tar_gz(entries: Iterable[Entry], path: Path) -> int:
                             io.BytesIO(entry.data))
             else:
                 assert entry.source is not None
-                with entry.source.open("rb") as handle:
-                    size = entry.source.stat().st_size
-                    tar.addfile(_info(name, size=size, mode=entry.mode), handle)
+                try:
+                    with entry.source.open("rb") as handle:
+                        size = entry.source.stat().st_size
+                        reader = _Hashing(handle)
+                        tar.addfile(_info(name, size=size, mode=entry.mode), reader)
+                except OSError as error:
+                    if name in expected:
+                        raise ContextChanged(f"{entry.source} changed or is gone since the build was "
+                                             f"planned ({error.strerror or error})") from None
+                    raise
+                want = expected.get(name)
+                if want is not None and reader.sha.hexdigest() != want:
+                    raise ContextChanged(f"{entry.source} changed since the build was planned")
     return path.stat().st_size

@@ -15,5 +15,10 @@ class ContextError(ImageError, BadRequest):
     default_status = 400
 
 
+class ContextChanged(ContextError):
+    """A planned file changed (or went away) before the context was written: the artifact would
+    not be what its hash says."""
+
+
 class WheelhouseError(ImageError):
     """pip could not resolve the wheels for an offline build."""

@@ -1,11 +1,17 @@
-"""What goes into an API's build context, and the content hash that names the artifact."""
+"""What goes into an API's build context, and the content hash that names the artifact.
+
+A plan is made once per (API, runtime, offline) in a deploy: it reads every file's digest once,
+and its `image_hash` and `artifact` are fixed from then on. The context builder writes exactly the
+planned files (a file that changed since is an error, not a silent mismatch), and the controller
+keeps the plan for hosts that join later.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +58,9 @@ def _requirement_files(project: Path, top: list[str]) -> list[str]:
 
 @dataclass
 class BuildPlan:
-    """Everything that decides an API's artifact, before any wheel is resolved."""
+    """Everything that decides an API's artifact, before any wheel is resolved.
+
+    Made by `plan_build`; each file is read once then, and `digests` and `image_hash` are fixed."""
 
     api: str
     runtime: Runtime
@@ -66,11 +74,24 @@ class BuildPlan:
     resolve_wheels: bool
     has_wheelhouse: bool
     has_ca: bool
+    #: other content the artifact depends on, by name (e.g. a model manifest's hash). In the hash
+    #: only when given, so the hashes of plans without any stay what they were.
+    hash_inputs: dict[str, str] = field(default_factory=dict)
+    #: sha256 of each entry's bytes when planned (archive name -> hex); the context builder checks
+    #: the files against them as it writes them
+    digests: dict[str, str] = field(init=False, default_factory=dict)
+    #: the content hash of the recipe, fixed when the plan is made
+    image_hash: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.digests = {entry.name: entry.digest() for entry in self.entries}
+        text = json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
+        self.image_hash = hashlib.sha256(text.encode()).hexdigest()
 
     def recipe(self) -> dict[str, Any]:
         """The hashed description: inputs plus every file's name, mode and digest."""
         inputs = self.dockerfile_inputs
-        return {
+        recipe: dict[str, Any] = {
             "schema": SCHEMA,
             "runtime": self.runtime,
             "base_image": inputs.base_image,
@@ -82,27 +103,34 @@ class BuildPlan:
             "resolve_wheels": [self.target.python_version, self.target.implementation,
                                self.target.arch, self.target.glibc] if self.resolve_wheels else None,
             "dockerfile": render_dockerfile(inputs),
-            "files": [[e.name, e.mode, e.digest()] for e in sorted(self.entries, key=lambda e: e.name)],
+            "files": [[e.name, e.mode, self.digests[e.name]]
+                      for e in sorted(self.entries, key=lambda e: e.name)],
         }
+        if self.hash_inputs:
+            recipe["inputs"] = dict(sorted(self.hash_inputs.items()))
+        return recipe
 
-    def image_hash(self) -> str:
-        text = json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def artifact(self, image_hash: str) -> str:
-        short = image_hash[:16]
+    @property
+    def artifact(self) -> str:
+        """The image tag (docker) or bundle name (process) the hash names."""
+        short = self.image_hash[:16]
         return f"workbench/{self.api}:{short}" if self.runtime == "docker" else f"{self.api}-{short}"
+
+    @property
+    def action(self) -> str:
+        """What producing the artifact is called in messages."""
+        return "the build"
 
     def pip_download_requirements(self) -> list[str]:
         """What an offline wheelhouse must hold besides the requirement files."""
         return [*runtime_pins(), *self.extra_pip]
 
-    def manifest(self, image_hash: str) -> dict[str, Any]:
+    def manifest(self) -> dict[str, Any]:
         """workbench-build.json."""
         inputs = self.dockerfile_inputs
         return {
-            "image_hash": image_hash,
-            "artifact": self.artifact(image_hash),
+            "image_hash": self.image_hash,
+            "artifact": self.artifact,
             "runtime": self.runtime,
             "base_image": inputs.base_image,
             "apt": inputs.apt,
@@ -117,8 +145,9 @@ class BuildPlan:
 
 
 def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None,
-               target: WheelTarget | None = None) -> BuildPlan:
-    """Collect the files and settings of one API's context (reads files, runs nothing)."""
+               target: WheelTarget | None = None, hash_inputs: dict[str, str] | None = None) -> BuildPlan:
+    """Collect the files and settings of one API's context and hash them (reads files, runs
+    nothing)."""
     if runtime not in ("docker", "process"):
         raise ContextError(f"runtime must be docker or process, not {runtime!r}")
     spec, project = loaded.spec, Path(loaded.project_dir)
@@ -140,7 +169,8 @@ def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None
         entries = [entry for entry in entries if entry.name != spec_name]
     names = {entry.name for entry in entries}
 
-    top = [spec.predictor.requirements] if spec.predictor.requirements else (
+    named = spec.predictor.requirements if spec.predictor is not None else None
+    top = [named] if named else (
         ["requirements.txt"] if (project / "requirements.txt").is_file() else [])
     all_requirements = _requirement_files(project, top)
     for rel in all_requirements:
@@ -176,4 +206,5 @@ def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None
         dockerfile_inputs=inputs, entries=entries,
         requirement_files=[project / rel for rel in top], extra_pip=list(image.pip),
         resolve_wheels=resolve, has_wheelhouse=bool(wheel_rel) or resolve, has_ca=ca is not None,
+        hash_inputs=dict(hash_inputs or {}),
     )

@@ -29,6 +29,7 @@ def record_failure(pool: Pool, state: EndpointState, routing: RoutingSpec, now: 
     state.ejected_until = now + seconds
     state.ejections += 1
     state.consecutive_failures = 0
+    pool.invalidate()
     return True
 
 

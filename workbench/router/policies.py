@@ -1,19 +1,33 @@
-"""Load-balancing policies: pick one endpoint among the available ones.
+"""Load-balancing policies: pick one endpoint among the eligible ones.
 
-Each is O(1) or O(n) in the (small) number of endpoints, and allocates nothing much.
+`pick` is what the router calls per attempt: the pool's eligible list (kept up to date by the
+pool, not rebuilt per request) and the API's policy. round_robin, p2c and ewma are O(1) in the
+number of endpoints; least_outstanding is O(n) by definition (it compares them all).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from .pool import EndpointState, Pool
 
 Policy = Callable[[Pool, list[EndpointState], float], EndpointState]
 
-_random = random.random
-_randrange = random.randrange
+_random = random.random  # int(_random() * n): a uniform index, 4x cheaper than random.randrange(n)
+
+
+def pick(pool: Pool, policy: Policy, tried: Collection[EndpointState], now: float) -> EndpointState | None:
+    """An eligible endpoint not in `tried` (the attempts so far), chosen by `policy`; None when
+    there is none."""
+    candidates = pool.eligible(now)
+    if tried:  # a retry (rare): leave out the endpoints already tried
+        candidates = [s for s in candidates if s not in tried]
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    return policy(pool, candidates, now)
 
 
 def round_robin(pool: Pool, candidates: list[EndpointState], now: float) -> EndpointState:
@@ -25,7 +39,7 @@ def round_robin(pool: Pool, candidates: list[EndpointState], now: float) -> Endp
 def least_outstanding(pool: Pool, candidates: list[EndpointState], now: float) -> EndpointState:
     """Fewest requests in flight; ties broken at random (starting at a random offset)."""
     n = len(candidates)
-    start = _randrange(n) if n > 1 else 0
+    start = int(_random() * n) if n > 1 else 0
     best = candidates[start]
     for k in range(1, n):
         s = candidates[(start + k) % n]
@@ -36,8 +50,8 @@ def least_outstanding(pool: Pool, candidates: list[EndpointState], now: float) -
 
 def _two(candidates: list[EndpointState]) -> tuple[EndpointState, EndpointState]:
     n = len(candidates)
-    i = _randrange(n)
-    j = _randrange(n - 1)
+    i = int(_random() * n)
+    j = int(_random() * (n - 1))
     if j >= i:
         j += 1
     return candidates[i], candidates[j]

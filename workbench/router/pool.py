@@ -49,7 +49,9 @@ class EndpointState:
         self.prefix = parts.path.encode()  # a replica behind a path prefix
         self.replica_bytes = endpoint.replica_id.encode("utf-8", "replace")
         self.in_flight = 0
-        self.healthy = True  # the controller hands over ready replicas; active checks may say otherwise
+        # the controller hands over ready replicas; active checks may say otherwise (a change of
+        # `healthy` or `ejected_until` must be reported to the pool: Pool.invalidate)
+        self.healthy = True
         self.removed = False
         self.consecutive_failures = 0
         self.ejected_until = 0.0
@@ -105,15 +107,22 @@ class EndpointState:
 
 
 class Pool:
-    """The endpoints of one API. `set` keeps the state of endpoints that stay."""
+    """The endpoints of one API. `set` keeps the state of endpoints that stay.
 
-    __slots__ = ("_changed", "by_id", "endpoints", "rr_next")
+    It also keeps the list of endpoints eligible for a request (healthy, not ejected), so a pick
+    costs the same with 2 endpoints or 200: the list is rebuilt only when eligibility changes,
+    which the health checks and outlier ejection report with `invalidate`, and when an ejection
+    runs out (the pool knows the earliest time one does)."""
+
+    __slots__ = ("_changed", "_eligible", "_eligible_until", "by_id", "endpoints", "rr_next")
 
     def __init__(self) -> None:
         self.endpoints: list[EndpointState] = []
         self.by_id: dict[str, EndpointState] = {}
         self.rr_next = 0
         self._changed: asyncio.Event | None = None
+        self._eligible: list[EndpointState] = []
+        self._eligible_until = -math.inf  # rebuild `_eligible` at the first pick at or after this
 
     def set(self, endpoints: Sequence[Endpoint]) -> None:
         states: list[EndpointState] = []
@@ -130,13 +139,32 @@ class Pool:
                 old.removed = True  # requests in flight to it finish; it gets no new ones
         self.endpoints = states
         self.by_id = by_id
+        self._eligible_until = -math.inf
         if states and self._changed is not None:
             self._changed.set()
             self._changed = None
 
-    def available(self, now: float) -> list[EndpointState]:
-        """Endpoints that may get a request: healthy and not ejected."""
-        return [s for s in self.endpoints if s.healthy and s.ejected_until <= now]
+    def eligible(self, now: float) -> list[EndpointState]:
+        """Endpoints that may get a request at `now`: healthy and not ejected, in pool order.
+        The list is the pool's own: read it, never change it."""
+        if now >= self._eligible_until:
+            self._rebuild(now)
+        return self._eligible
+
+    def invalidate(self) -> None:
+        """An endpoint's health or ejection changed: rebuild the eligible list at the next pick."""
+        self._eligible_until = -math.inf
+
+    def _rebuild(self, now: float) -> None:
+        eligible: list[EndpointState] = []
+        until = math.inf
+        for s in self.endpoints:
+            if s.ejected_until > now:
+                until = min(until, s.ejected_until)  # it may come back then
+            elif s.healthy:
+                eligible.append(s)
+        self._eligible = eligible
+        self._eligible_until = until
 
     async def wait_for_endpoints(self, timeout: float) -> bool:
         """Wait until `set` delivers at least one endpoint; False on timeout."""

@@ -1,23 +1,20 @@
-"""Forwarding: request bodies (kept for replay when small, streamed when large), the pooled
-keep-alive upstream connections (aiohttp's client: measured 3-5x less overhead per request
-than httpx/httpcore on this path), and relaying responses."""
+"""Talking to replicas: request bodies (kept for replay when small, streamed when large), the
+pooled keep-alive upstream connections (aiohttp's client: measured 3-5x less overhead per
+request than httpx/httpcore on this path), and relaying responses to the client."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from functools import lru_cache
-from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from .pool import EndpointState
+from workbench.wire.errors import ConnectionFailed, TooLarge
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from .asgi import Receive, Send
+from .pool import EndpointState
 
 REPLAY_LIMIT = 1024 * 1024  # bodies up to this size are kept, so a failed attempt can be replayed
 CONNECT_TIMEOUT = 3.0
@@ -29,36 +26,19 @@ HOP_BY_HOP = frozenset({
 # response headers the router sets itself (uvicorn adds date/server)
 _OWN_RESPONSE_HEADERS = HOP_BY_HOP | {b"date", b"server", b"x-request-id", b"x-workbench-replica"}
 
-# What went wrong talking to a replica. "Before sending": nothing of the request reached it.
-CONNECT = "connect"  # connect refused / timed out, or no connection from the pool: before sending
-WRITE = "write"  # failed while sending the request: partial send
-RESET = "reset"  # connection dropped or bad answer after the request was (maybe) sent
-QUEUE_FULL = "queue_full"  # the replica answered 503 "queue full" / "not ready": nothing was done
-
-_ERROR_KINDS: tuple[tuple[type[BaseException], str], ...] = (
-    (aiohttp.ClientConnectorError, CONNECT),  # refused, unreachable, DNS: nothing sent
-    (aiohttp.ConnectionTimeoutError, CONNECT),
-    (aiohttp.ServerDisconnectedError, RESET),
-    (aiohttp.ClientPayloadError, RESET),
-    (aiohttp.ClientOSError, RESET),
-    (aiohttp.ServerTimeoutError, RESET),
-)
+#: what talking to a replica can raise (workbench/router/forward.py tells the kinds apart)
 UPSTREAM_ERRORS = (aiohttp.ClientError, OSError)
 
 
-def error_kind(exc: BaseException) -> str:
-    for cls, kind in _ERROR_KINDS:
-        if isinstance(exc, cls):
-            return kind
-    return RESET
+class ClientGone(ConnectionFailed):
+    """The client hung up before its request body was read (nobody to answer: counted as 499)."""
+
+    def __init__(self) -> None:
+        super().__init__("the client hung up before its request body was read")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    pass
+def body_too_large(limit: int) -> TooLarge:
+    return TooLarge(f"request body over {limit} bytes")
 
 
 class StreamedBody:
@@ -92,7 +72,7 @@ class StreamedBody:
             if chunk:
                 self.size += len(chunk)
                 if self.size > self.limit:
-                    self.failure = BodyTooLarge()
+                    self.failure = body_too_large(self.limit)
                     raise self.failure
                 yield chunk
             if not message.get("more_body", False):
@@ -101,18 +81,18 @@ class StreamedBody:
 
 async def read_body(receive: Receive, limit: int) -> bytes | StreamedBody:
     """The request body: bytes when it ends within REPLAY_LIMIT, else a StreamedBody.
-    Raises BodyTooLarge past `limit`, ClientGone when the client hung up."""
+    Raises TooLarge past `limit`, ClientGone when the client hung up."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone
+            raise ClientGone()
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge
+                raise body_too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -198,6 +178,17 @@ def response_headers(
         if name not in _OWN_RESPONSE_HEADERS:
             headers.append((name, value))
     return headers
+
+
+async def send_buffered(
+    send: Send, status: int, upstream: tuple[tuple[bytes, bytes], ...], body: bytes, request_id: bytes,
+    replica: bytes,
+) -> None:
+    """Pass on an answer whose body was read already (a replica's 503) as one message."""
+    headers = [(k, v) for k, v in response_headers(upstream, request_id, replica) if k != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def read_all(response: aiohttp.ClientResponse, limit: int = 65536) -> bytes:

@@ -2,80 +2,35 @@
 
 The controller's server sends every path that is not its own (``/v1/...``, ``/metrics``,
 ``/healthz``) here. See workbench/router/types.py for what the controller hands over.
+
+This module holds the route table and wires the pieces, one concept each: request.py reads a
+request (API name, headers, key, target, splitter choice), forward.py forwards it with retries,
+shadow.py sends shadow copies, proxy.py talks to replicas, health.py checks them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from workbench.spec.models import RoutingSpec
+from workbench.wire.errors import Unauthorized, Unavailable
 
-from . import outlier
-from .answers import check_key, error_answer, pick_target
+from .answers import ASK_FOR_KEY, error_answer
+from .api import ApiState
+from .asgi import Receive, Scope, Send
+from .forward import Forwarder
 from .health import HealthChecker
 from .metrics import ApiStats, RouterMetrics
-from .policies import POLICIES, Policy
-from .pool import EndpointState, Pool
-from .proxy import (
-    CONNECT,
-    HOP_BY_HOP,
-    QUEUE_FULL,
-    RESET,
-    UPSTREAM_ERRORS,
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    StreamedBody,
-    Upstream,
-    error_kind,
-    read_all,
-    read_body,
-    relay_body,
-    response_headers,
-)
-from .retry import RetryBudget
+from .pool import EndpointState
+from .proxy import Upstream
+from .request import MalformedRequest, api_name, read_request, split_target
+from .shadow import ShadowCopies
 from .types import ApiRoute, ApiTraffic, Endpoint, SplitRoute
 
-SHADOW_CONCURRENCY = 32
-_QUEUE_FULL_MARKERS = (b"queue full", b"predictor not ready")
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _now = time.monotonic
-
-
-class _Api:
-    """An API's routing state: its route, pool, policy, retry budget and counters."""
-
-    __slots__ = ("budget", "name", "policy", "pool", "route", "routing", "stats", "wake_at")
-
-    def __init__(self, name: str, stats: ApiStats) -> None:
-        self.name = name
-        self.route: ApiRoute | None = None
-        self.routing = RoutingSpec()
-        self.pool = Pool()
-        self.policy: Policy = POLICIES[self.routing.policy]
-        self.budget = RetryBudget(self.routing.retry_budget, self.routing.retry_budget_min)
-        self.stats = stats
-        self.wake_at = -1e9
-
-
-@dataclass
-class _Request:
-    """What one client request carries through the attempts."""
-
-    method: str
-    target: str
-    headers: list[tuple[str, str]]
-    body: bytes | StreamedBody | None
-    request_id: bytes
 
 
 class Router:
@@ -89,35 +44,31 @@ class Router:
         require_api_keys: bool = False,
     ) -> None:
         self._metrics = RouterMetrics(registry)
-        self._wake = wake
         self.require_api_keys = require_api_keys
         self._routes: dict[str, ApiRoute | SplitRoute] = {}
-        self._apis: dict[str, _Api] = {}
+        self._apis: dict[str, ApiState] = {}
         self._stats: dict[str, ApiStats] = {}
         self._upstream: Upstream | None = None
-        self._health = HealthChecker(self._all_endpoints)
+        self._health = HealthChecker(self._all_endpoints, on_change=self._health_changed)
+        self._shadow = ShadowCopies(self._metrics.shadow, self._apis)
+        self._forwarder = Forwarder(self._shadow, wake)
         self._draining = False
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
-        self._shadow_slots = SHADOW_CONCURRENCY
-        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._upstream is None:
-            self._upstream = Upstream()
+            self._upstream = self._forwarder.upstream = self._shadow.upstream = Upstream()
         self._health.start()
 
     async def close(self) -> None:
         await self._health.close()
-        for task in list(self._background):
-            task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._shadow.close()
         if self._upstream is not None:
             await self._upstream.close()
-            self._upstream = None
+            self._upstream = self._forwarder.upstream = self._shadow.upstream = None
 
     async def drain(self, timeout: float) -> bool:
         """Answer new requests 503; wait up to `timeout` s for those in flight. True if all finished."""
@@ -138,11 +89,7 @@ class Router:
     def set_route(self, route: ApiRoute | SplitRoute) -> None:
         self._routes[route.name] = route
         if isinstance(route, ApiRoute):
-            api = self._api(route.name)
-            api.route = route
-            api.routing = r = route.routing
-            api.policy = POLICIES.get(r.policy, POLICIES["ewma"])
-            api.budget.configure(r.retry_budget, r.retry_budget_min)
+            self._api(route.name).configure(route)
         else:
             self._apis.pop(route.name, None)
 
@@ -181,10 +128,10 @@ class Router:
         stats = self._stats.get(api)
         return stats.in_flight if stats is not None else 0
 
-    def _api(self, name: str) -> _Api:
+    def _api(self, name: str) -> ApiState:
         api = self._apis.get(name)
         if api is None:
-            api = self._apis[name] = _Api(name, self._stats_for(name))
+            api = self._apis[name] = ApiState(name, self._stats_for(name))
         return api
 
     def _stats_for(self, name: str) -> ApiStats:
@@ -195,6 +142,10 @@ class Router:
 
     def _all_endpoints(self) -> list[EndpointState]:
         return [s for api in self._apis.values() for s in api.pool.endpoints]
+
+    def _health_changed(self) -> None:
+        for api in self._apis.values():
+            api.pool.invalidate()
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -226,9 +177,7 @@ class Router:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        slash = path.find("/", 1)
-        name = path[1:] if slash < 0 else path[1:slash]
+        name = api_name(scope["path"])
         route = self._routes.get(name)
         if route is None:
             await error_answer(send, 404, f"no API named {name!r}", extra={"apis": sorted(self._routes)})
@@ -236,329 +185,33 @@ class Router:
         if self._draining:
             await error_answer(send, 503, "the router is shutting down", retry_after=True)
             return
-
-        # one pass over the request headers
-        forward: list[tuple[bytes, bytes]] = []  # decoded once all is checked
-        request_id: bytes | None = None
-        length: bytes | None = None
-        chunked = False
-        authorization: bytes | None = None
-        api_key: bytes | None = None
-        connection: bytes | None = None
-        for key, value in scope["headers"]:
-            if key in HOP_BY_HOP:
-                if key == b"connection":
-                    connection = value
-                elif key == b"transfer-encoding":
-                    chunked = True
-                continue
-            if key == b"host":
-                continue
-            if key == b"content-length":
-                length = value
-                continue
-            if key == b"x-request-id":
-                request_id = value
-                continue
-            if key == b"authorization":
-                authorization = value
-            elif key == b"x-api-key":
-                api_key = value
-            forward.append((key, value))
-        if connection is not None:
-            named = {t.strip().lower() for t in connection.split(b",")}
-            forward = [(k, v) for k, v in forward if k not in named]
-
-        keys = route.api_keys
-        if keys or self.require_api_keys:
-            problem = check_key(keys, authorization, api_key, name)
-            if problem is not None:
-                await error_answer(send, 401, problem, headers=[(b"www-authenticate", b"Bearer")])
-                return
-            forward = [(k, v) for k, v in forward if k not in (b"authorization", b"x-api-key")]
-
-        if request_id is None or not 0 < len(request_id) <= 200:
-            request_id = uuid.uuid4().hex.encode()
-        content_length: int | None = None
-        if length is not None:
-            if not length.isdigit() or len(length) > 18:
-                await error_answer(send, 400, "invalid Content-Length", request_id=request_id)
-                return
-            content_length = int(length)
-
-        raw: bytes = scope.get("raw_path") or path.encode()
-        prefix_len = len(name) + 1
-        rest = raw[prefix_len:] if raw[1:prefix_len] == name.encode() else path[prefix_len:].encode()
-        target = rest if rest.startswith(b"/") else b"/" + rest
-        query: bytes = scope.get("query_string", b"")
-        if query:
-            target = target + b"?" + query
-        has_body = chunked or (content_length is not None and content_length > 0)
-        request = _Request(
-            scope["method"], target.decode("latin-1"),
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in forward], None, request_id,
-        )
-
-        if isinstance(route, SplitRoute):
-            chosen = pick_target(route)
-            if chosen is None:
-                await error_answer(send, 503, f"traffic splitter {name!r} has no target with weight",
-                                   request_id=request_id, retry_after=True)
-                return
-            api = self._apis.get(chosen)
-            if api is None or api.route is None:
-                await error_answer(send, 503, f"API {chosen!r} of traffic splitter {name!r} is not deployed",
-                                   request_id=request_id, retry_after=True)
-                return
-            await self._serve(api, request, has_body, content_length, receive, send, shadow=route.shadow)
+        try:
+            request = read_request(scope, name, route.api_keys, self.require_api_keys)
+        except Unauthorized as error:
+            await error_answer(send, 401, error.message, headers=ASK_FOR_KEY)
             return
-        await self._serve(self._apis[name], request, has_body, content_length, receive, send)
+        except MalformedRequest as error:
+            await error_answer(send, 400, error.message, request_id=error.given_request_id)
+            return
+        shadow: str | None = None
+        if isinstance(route, SplitRoute):
+            try:
+                api = split_target(route, self._apis)
+            except Unavailable as error:
+                await error_answer(send, 503, error.message, request_id=request.request_id,
+                                   retry_after=True)
+                return
+            shadow = route.shadow
+        else:
+            api = self._apis[name]
 
-    async def _serve(
-        self,
-        api: _Api,
-        request: _Request,
-        has_body: bool,
-        content_length: int | None,
-        receive: Receive,
-        send: Send,
-        shadow: str | None = None,
-    ) -> None:
         stats = api.stats
         stats.enter()
         started = _now()
         status = 502
         try:
-            status = await self._forward(api, request, has_body, content_length, receive, send, shadow)
+            status = await self._forwarder.forward(api, request, receive, send, shadow)
         finally:
             stats.leave()
             now = _now()
             stats.done(status, now - started, now)
-
-    async def _forward(
-        self,
-        api: _Api,
-        request: _Request,
-        has_body: bool,
-        content_length: int | None,
-        receive: Receive,
-        send: Send,
-        shadow: str | None,
-    ) -> int:
-        """Forward with retries; returns the status sent to the client."""
-        route = api.route
-        assert route is not None
-        routing = api.routing
-        rid = request.request_id
-        limit = route.max_body_bytes
-        if content_length is not None and content_length > limit:
-            return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
-        if has_body:
-            try:
-                request.body = await read_body(receive, limit)
-            except BodyTooLarge:
-                return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
-            except ClientGone:
-                return 499
-        if shadow is not None:
-            self._shadow(shadow, request)
-
-        pool = api.pool
-        now = _now()
-        if not pool.endpoints and route.scale_to_zero:
-            if self._wake is not None and now - api.wake_at > 1.0:
-                api.wake_at = now
-                with contextlib.suppress(Exception):
-                    self._wake(api.name)
-            wait = routing.scale_from_zero_timeout
-            if not await pool.wait_for_endpoints(wait):
-                return await error_answer(send, 503, f"API {api.name!r} did not start within {wait:g}s",
-                                          request_id=rid, retry_after=True)
-            now = _now()
-
-        api.budget.request(now)
-        deadline = now + routing.timeout
-        upstream = self._upstream
-        if upstream is None:
-            return await error_answer(send, 503, "the router is not started", request_id=rid,
-                                      retry_after=True)
-        body = request.body
-        replayable = not isinstance(body, StreamedBody)
-        headers = [*request.headers, ("x-request-id", rid.decode("latin-1"))]
-        if body is not None:
-            size = len(body) if isinstance(body, bytes) else content_length
-            if size is not None:
-                headers.append(("content-length", str(size)))
-        tried: list[EndpointState] = []
-        # a "queue full" 503 to pass on when no retry is possible
-        held: tuple[int, tuple[tuple[bytes, bytes], ...], bytes, EndpointState] | None = None
-        last_problem = ""
-        attempt = 0
-        stats = api.stats
-        while True:
-            state = self._choose(api, tried, now)
-            if state is None:
-                break
-            tried.append(state)
-            state.begin(now)
-            started = now
-            ok = True
-            kind = ""
-            try:
-                remaining = deadline - now
-                if remaining <= 0:
-                    raise TimeoutError
-                try:
-                    async with asyncio.timeout(remaining):
-                        response = await upstream.open(state, request.method, request.target, headers, body)
-                        status = response.status
-                        if status == 503:
-                            text = await read_all(response)
-                            if any(m in text for m in _QUEUE_FULL_MARKERS):
-                                kind = QUEUE_FULL
-                                held = (503, response.raw_headers, text, state)
-                            else:
-                                self._failed(api, state, _now())
-                                return await self._send_buffered(send, 503, response.raw_headers, text, state,
-                                                                 rid, pool, routing, api)
-                except TimeoutError:
-                    ok = False
-                    stats.upstream_error("timeout")
-                    self._failed(api, state, _now())
-                    return await error_answer(send, 504, f"no answer from API {api.name!r} within "
-                                              f"{routing.timeout:g}s", request_id=rid)
-                except BodyTooLarge:
-                    ok = False
-                    return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
-                except ClientGone:
-                    ok = False
-                    return 499
-                except UPSTREAM_ERRORS as exc:
-                    ok = False
-                    failure = body.failure if isinstance(body, StreamedBody) else None
-                    if isinstance(failure, BodyTooLarge):
-                        return await error_answer(send, 413, f"request body over {limit} bytes",
-                                                  request_id=rid)
-                    if isinstance(failure, ClientGone):
-                        return 499
-                    kind = error_kind(exc)
-                    stats.upstream_error(kind)
-                    self._failed(api, state, _now())
-                    detail = str(exc) or type(exc).__name__
-                    last_problem = f"{kind} error from replica {state.replica_id}: {detail}"
-                except (ValueError, UnicodeError) as exc:  # the client library refused what it was given
-                    ok = False
-                    return await error_answer(send, 400, f"cannot forward this request: {exc}",
-                                              request_id=rid)
-                if not kind:
-                    # an answer: relay it
-                    if status >= 500:
-                        self._failed(api, state, _now())
-                    else:
-                        outlier.record_success(state)
-                    await send({"type": "http.response.start", "status": status,
-                                "headers": response_headers(response.raw_headers, rid, state.replica_bytes)})
-                    ok = await relay_body(response, send)
-                    if not ok:
-                        stats.upstream_error(RESET)
-                        self._failed(api, state, _now())
-                    return status
-            finally:
-                now = _now()
-                state.end(started, now, ok and kind != QUEUE_FULL)
-
-            # a failed attempt: may we retry on another replica?
-            if kind in (QUEUE_FULL, CONNECT):
-                allowed = replayable or not (isinstance(body, StreamedBody) and body.started)
-            else:
-                allowed = routing.idempotent and replayable
-            if not allowed or attempt >= routing.max_retries:
-                break
-            if not api.budget.try_withdraw(now):
-                stats.budget_exhausted_c.inc()
-                break
-            attempt += 1
-            stats.retried()
-
-        if held is not None:
-            status, upstream_headers, text, state = held
-            return await self._send_buffered(send, status, upstream_headers, text, state, rid,
-                                             pool, routing, api)
-        if last_problem:
-            return await error_answer(send, 502, last_problem, request_id=rid)
-        return await error_answer(send, 503, f"API {api.name!r} has no ready replica", request_id=rid,
-                                  retry_after=True)
-
-    async def _send_buffered(
-        self, send: Send, status: int, headers: tuple[tuple[bytes, bytes], ...], body: bytes,
-        state: EndpointState, rid: bytes, pool: Pool, routing: RoutingSpec, api: _Api,
-    ) -> int:
-        out = response_headers(headers, rid, state.replica_bytes)
-        out = [(k, v) for k, v in out if k != b"content-length"]
-        out.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        return status
-
-    def _choose(self, api: _Api, tried: list[EndpointState], now: float) -> EndpointState | None:
-        pool = api.pool
-        candidates = [s for s in pool.endpoints if s.healthy and s.ejected_until <= now]
-        if tried:
-            candidates = [s for s in candidates if s not in tried]
-        if not candidates:
-            return None
-        if len(candidates) == 1:
-            return candidates[0]
-        return api.policy(pool, candidates, now)
-
-    def _failed(self, api: _Api, state: EndpointState, now: float) -> None:
-        if outlier.record_failure(api.pool, state, api.routing, now):
-            api.stats.ejected()
-
-    # -- shadow traffic ------------------------------------------------------------------------
-
-    def _shadow(self, name: str, request: _Request) -> None:
-        counter = self._metrics.shadow
-        if isinstance(request.body, StreamedBody):
-            counter.labels(name, "skipped").inc()  # too large to copy
-            return
-        if self._shadow_slots <= 0:
-            counter.labels(name, "dropped").inc()
-            return
-        self._shadow_slots -= 1
-        task = asyncio.get_running_loop().create_task(self._send_shadow(name, request))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _send_shadow(self, name: str, request: _Request) -> None:
-        outcome = "error"
-        try:
-            api = self._apis.get(name)
-            upstream = self._upstream
-            if api is None or upstream is None:
-                outcome = "no_api"
-                return
-            now = _now()
-            state = self._choose(api, [], now)
-            if state is None:
-                outcome = "no_replica"
-                return
-            headers = [*request.headers, ("x-request-id", request.request_id.decode("latin-1"))]
-            body = request.body
-            if isinstance(body, bytes):
-                headers.append(("content-length", str(len(body))))
-            state.begin(now)
-            ok = False
-            try:
-                async with asyncio.timeout(api.routing.timeout):
-                    response = await upstream.open(state, request.method, request.target, headers, body)
-                    await read_all(response, 0)
-                ok = response.status < 500
-                outcome = "ok" if ok else "5xx"
-            finally:
-                state.end(now, _now(), ok)
-        except Exception:
-            outcome = "error"
-        finally:
-            self._shadow_slots += 1
-            self._metrics.shadow.labels(name, outcome).inc()

@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from workbench.agent.gpu.check import Observed, evaluate, project, summary
 
+from workbench.gpu_check import Observed, evaluate, project, summary
 from workbench.spec.loader import load_specs
 from workbench.wire.agent import GpuInfo, GpuProcess, GpuReport, GpuSample
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 GIB = 1024**3
 
 
@@ -97,8 +97,9 @@ def test_the_run_end_to_end_on_simulated_gpus(tmp_path: Path, monkeypatch: pytes
     The checks that need a real GPU (source nvml, cuda) must fail, and say so; the rest pass."""
     import json
 
-    from workbench.agent.gpu import check
     from workbench.agent.gpu.fixture import FixtureProbe
+
+    from workbench import gpu_check as check
 
     fixture = tmp_path / "gpus.json"
     fixture.write_text(json.dumps({"gpus": [{"index": 0, "name": "SIMULATED", "memory_total_bytes": 16 * GIB,

@@ -1,0 +1,1 @@
+"""tinylm: a character-level language model served OpenAI-style (an example model server)."""
