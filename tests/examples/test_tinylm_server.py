@@ -34,7 +34,7 @@ LABEL = "workbench.test=tinylm-server"
 
 
 @dataclass
-class LiveTinylm:
+class Served:
     """A running tinylm: where it listens, the model name it serves, its log, what it said while loading."""
 
     url: str
@@ -84,7 +84,7 @@ def _wait_ready(url: str, logs: Callable[[], str], model: str,
 
 
 @contextlib.contextmanager
-def _as_process(tmp_path: Path) -> Iterator[LiveTinylm]:
+def _as_process(tmp_path: Path) -> Iterator[Served]:
     """`python -m tinylm` with PORT; no model file yet, so it trains one while /health says 503."""
     port = free_port()
     log_path = tmp_path / "tinylm.log"
@@ -103,7 +103,7 @@ def _as_process(tmp_path: Path) -> Iterator[LiveTinylm]:
 
     try:
         seen = _wait_ready(url, logs, "tinylm", lambda: process.poll() is None)
-        yield LiveTinylm(url=url, model="tinylm", logs=logs, while_loading=seen)
+        yield Served(url=url, model="tinylm", logs=logs, while_loading=seen)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -123,7 +123,7 @@ def _docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.C
 
 
 @contextlib.contextmanager
-def _as_container(tmp_path: Path) -> Iterator[LiveTinylm]:
+def _as_container(tmp_path: Path) -> Iterator[Served]:
     """The image built from examples/tinylm/Dockerfile (training during the build), run with -p."""
     from workbench.images.certs import find_ca_bundle
 
@@ -159,7 +159,7 @@ def _as_container(tmp_path: Path) -> Iterator[LiveTinylm]:
             return state.stdout.strip() == "true"
 
         seen = _wait_ready(url, logs, model, alive)
-        yield LiveTinylm(url=url, model=model, logs=logs, while_loading=seen)
+        yield Served(url=url, model=model, logs=logs, while_loading=seen)
     finally:
         if container:
             _docker("rm", "-f", container, check=False)
@@ -167,7 +167,7 @@ def _as_container(tmp_path: Path) -> Iterator[LiveTinylm]:
 
 
 @pytest.fixture(scope="module", params=["process", pytest.param("docker", marks=pytest.mark.docker)])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTinylm]:
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if request.param == "docker":
         require_docker()
     start = _as_container if request.param == "docker" else _as_process
@@ -185,7 +185,7 @@ def _error(response: httpx.Response, status: int, param: str | None = None, code
     return str(body["error"]["message"])
 
 
-def test_health_503_while_loading_then_models(served: LiveTinylm) -> None:
+def test_health_503_while_loading_then_models(served: Served) -> None:
     loading = served.while_loading
     assert loading["health"].status_code == 503 and loading["health"].json() == {"status": "loading"}
     _error(loading["completion"], 503, code="model_loading")
@@ -202,7 +202,7 @@ def test_health_503_while_loading_then_models(served: LiveTinylm) -> None:
         served.client().models.retrieve("gpt-4")
 
 
-def test_completion(served: LiveTinylm) -> None:
+def test_completion(served: Served) -> None:
     client = served.client()
     answer = client.completions.create(model=served.model, prompt="Alice was", max_tokens=24, seed=7)
     assert answer.object == "text_completion" and answer.id.startswith("cmpl-")
@@ -224,7 +224,7 @@ def test_completion(served: LiveTinylm) -> None:
     assert stopped.usage is not None and stopped.usage.completion_tokens == len(stopped.choices[0].text) + 1
 
 
-def test_chat_completion(served: LiveTinylm) -> None:
+def test_chat_completion(served: Served) -> None:
     messages: Any = [{"role": "system", "content": "You are a book."},
                      {"role": "user", "content": "Who is the Queen of Hearts?"}]
     answer = served.client().chat.completions.create(model=served.model, messages=messages, max_tokens=20,
@@ -239,7 +239,7 @@ def test_chat_completion(served: LiveTinylm) -> None:
     assert answer.usage.total_tokens == prompt_tokens + 20
 
 
-def test_chat_streams_one_chunk_per_token(served: LiveTinylm) -> None:
+def test_chat_streams_one_chunk_per_token(served: Served) -> None:
     started = time.monotonic()
     stream = served.client().chat.completions.create(
         model=served.model, messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=30,
@@ -260,7 +260,7 @@ def test_chat_streams_one_chunk_per_token(served: LiveTinylm) -> None:
     assert sum(1 for at, _ in arrivals if at < last - 0.15) >= 10
 
 
-def test_completion_stream_is_openai_sse(served: LiveTinylm) -> None:
+def test_completion_stream_is_openai_sse(served: Served) -> None:
     """The raw wire: `data: {json}` events, one per token, the finish reason, then `data: [DONE]`."""
     body = {"model": served.model, "prompt": "The Cat", "max_tokens": 12, "stream": True}
     with httpx.stream("POST", f"{served.url}/v1/completions", json=body, timeout=30) as response:
@@ -280,12 +280,12 @@ def test_completion_stream_is_openai_sse(served: LiveTinylm) -> None:
     assert "".join(chunk.choices[0].text for chunk in streamed) == answer.choices[0].text
 
 
-def _open_stream(served: LiveTinylm, max_tokens: int) -> Any:
+def _open_stream(served: Served, max_tokens: int) -> Any:
     return served.client().completions.create(model=served.model, prompt="Alice", max_tokens=max_tokens,
                                               stream=True)
 
 
-def test_gauges_count_running_and_waiting(served: LiveTinylm) -> None:
+def test_gauges_count_running_and_waiting(served: Served) -> None:
     """TINYLM_MAX_CONCURRENCY=2: a third request waits, and counts as waiting, until a slot frees."""
     tokens_before = served.metric("tinylm_generated_tokens_total")
     streams = [_open_stream(served, 60) for _ in range(3)]
@@ -302,7 +302,7 @@ def test_gauges_count_running_and_waiting(served: LiveTinylm) -> None:
     assert served.metric("tinylm_generated_tokens_total") - tokens_before == 180
 
 
-def test_client_disconnect_stops_generation(served: LiveTinylm) -> None:
+def test_client_disconnect_stops_generation(served: Served) -> None:
     cancelled = served.metric("tinylm_requests_cancelled_total")
     tokens_before = served.metric("tinylm_generated_tokens_total")
     stream = _open_stream(served, 2000)  # 40 s if nobody stopped it
@@ -349,7 +349,7 @@ def test_client_disconnect_stops_generation(served: LiveTinylm) -> None:
     assert served.metric("tinylm_requests_finished_total", finish_reason="cancelled") >= 5
 
 
-def test_bad_input_is_an_openai_error_and_changes_nothing(served: LiveTinylm) -> None:
+def test_bad_input_is_an_openai_error_and_changes_nothing(served: Served) -> None:
     url, model = served.url, served.model
     tokens = served.metric("tinylm_generated_tokens_total")
     chat = f"{url}/v1/chat/completions"
@@ -385,7 +385,7 @@ def test_bad_input_is_an_openai_error_and_changes_nothing(served: LiveTinylm) ->
     assert httpx.get(f"{url}/health", timeout=5).status_code == 200
 
 
-def test_concurrent_streams_arrive_interleaved(served: LiveTinylm) -> None:
+def test_concurrent_streams_arrive_interleaved(served: Served) -> None:
     """Two streams at once are generated in one batch: both progress together, neither waits."""
     firsts: dict[int, float] = {}
     lasts: dict[int, float] = {}
