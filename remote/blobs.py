@@ -47,13 +47,14 @@ def sftp_append(ssh: SSHHost, source: Path, remote_path: str, on_chunk: Callable
                 if isinstance(error, socket.timeout | ConnectionError) or not ssh.is_connected():
                     raise
                 with_removed = _remove(sftp, remote_path)
-                raise WriteRefused(f"{ssh.settings.display} refused writing {remote_path} after {start + written} "
-                                   f"bytes ({error or 'SFTP failure'}): is its disk full?{with_removed}") from None
+                raise WriteRefused(f"{ssh.settings.display} refused writing {remote_path} after "
+                                   f"{start + written} bytes ({error or 'SFTP failure'}): is its disk full?"
+                                   f"{with_removed}") from None
     except (EOFError, paramiko.SSHException, OSError) as error:
         if isinstance(error, WriteRefused):
             raise
-        raise Unreachable(f"the SFTP upload to {ssh.settings.display} broke off: {error or type(error).__name__}") \
-            from None
+        raise Unreachable(f"the SFTP upload to {ssh.settings.display} broke off: "
+                          f"{error or type(error).__name__}") from None
     return written
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import socket
 import ssl
 import threading
 import time
@@ -28,10 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workbench.agent.models.store import CHUNK, ChecksumMismatch, ModelStore, _disk_full, _sha256_of
-from workbench.wire.errors import BadRequest, Failed, NotFound, TooLarge, Unauthorized, WorkbenchError
-from workbench.wire.model_cache import Meter, ModelEvent, ModelFile, ModelManifest, ProbeAnswer
 
 from workbench import __version__
+from workbench.wire.errors import BadRequest, Failed, NotFound, TooLarge, Unauthorized, WorkbenchError
+from workbench.wire.model_cache import Meter, ModelEvent, ModelFile, ModelManifest, ProbeAnswer
 
 log = logging.getLogger("workbench.agent.models.fetch")
 
@@ -123,7 +122,7 @@ class Fetch:
             yield self._event("done")
 
     def _event(self, kind: str) -> ModelEvent:
-        return ModelEvent(kind=kind, id=self.manifest.id, message=self.message,  # type: ignore[arg-type]
+        return ModelEvent(kind=kind, id=self.manifest.id, message=self.message,
                           bytes_done=self.meter.done, bytes_total=self.meter.total, rate=self.meter.rate,
                           via="fetch")
 
@@ -140,10 +139,11 @@ class Fetcher:
 
     def start(self, manifest: ModelManifest, token: str | None, in_use: Callable[[], set[str]]) -> Fetch:
         """The running fetch of this version, or a new one."""
-        missing = [f.path for f in manifest.files if not f.url and not (f.sha256 and self.store.has_blob(f.sha256))]
+        missing = [f.path for f in manifest.files
+                   if not f.url and not (f.sha256 and self.store.has_blob(f.sha256))]
         if missing:
-            raise BadRequest(f"{manifest.label}: no URL to fetch {', '.join(missing[:3])} from; the workstation "
-                             "sends files of its own")
+            raise BadRequest(f"{manifest.label}: no URL to fetch {', '.join(missing[:3])} from; "
+                             "the workstation sends files of its own")
         with self._lock:
             running = self._fetches.get(manifest.id)
             if running is not None and not running.done.is_set():
@@ -168,7 +168,8 @@ class Fetcher:
                 with ThreadPoolExecutor(self.parallel, thread_name_prefix=f"get-{manifest.short}") as pool:
                     files = list(pool.map(lambda item: self._file(fetch, item), todo))
                 known = {f.path: f for f in files}
-                manifest = manifest.model_copy(update={"files": [known.get(f.path, f) for f in manifest.files]})
+                files = [known.get(f.path, f) for f in manifest.files]
+                manifest = manifest.model_copy(update={"files": files})
                 self.store.commit(manifest)
             fetch.result = self.store.manifest(manifest.id)
             fetch.message = f"fetched in {time.monotonic() - started:.1f} s"
@@ -199,9 +200,10 @@ class Fetcher:
                 with self._meter_lock:
                     fetch.meter.add(-dropped)
                 if attempt == 2:
-                    raise ChecksumMismatch(f"{fetch.manifest.label}: {item.path} from {urlsplit(item.url).netloc} "
-                                           f"failed its check twice ({error}); the source is corrupt or "
-                                           "changed. Nothing of it was kept") from None
+                    raise ChecksumMismatch(f"{fetch.manifest.label}: {item.path} from "
+                                           f"{urlsplit(item.url).netloc} failed its check twice "
+                                           f"({error}); the source is corrupt or changed. "
+                                           "Nothing of it was kept") from None
                 log.warning("%s: %s; fetching it once more", fetch.manifest.label, error)
                 continue
             self.store.file_blob(partial, sha256)
@@ -238,7 +240,8 @@ class Fetcher:
             if item.size is not None and start == item.size:
                 return _sha256_of(partial).hexdigest()
             try:
-                with _opener().open(_request(item.url, fetch.token, start=start), timeout=TIMEOUT) as response:
+                asked = _request(item.url, fetch.token, start=start)
+                with _opener().open(asked, timeout=TIMEOUT) as response:
                     if start and response.status != 206:  # the server ignored the Range: start over
                         with self._meter_lock:
                             fetch.meter.add(-start)
@@ -254,9 +257,9 @@ class Fetcher:
                                 if _disk_full(error):
                                     out.close()
                                     partial.unlink(missing_ok=True)
-                                    raise TooLarge(f"the disk under {self.store.root} filled up while fetching "
-                                                   f"{item.path}; the partial file was removed. Free disk space "
-                                                   "and try again") from None
+                                    raise TooLarge(f"the disk under {self.store.root} filled up while "
+                                                   f"fetching {item.path}; the partial file was removed. "
+                                                   "Free disk space and try again") from None
                                 raise
                             digest.update(block)
                             with self._meter_lock:
@@ -269,8 +272,7 @@ class Fetcher:
                 if error.code in (401, 403, 404):
                     raise refused(error.code, item.url, f"{fetch.manifest.label}'s {item.path}") from None
                 last = error
-            except (urllib.error.URLError, TimeoutError, ConnectionError, socket.timeout, ssl.SSLError,
-                    OSError) as error:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError, OSError) as error:
                 if isinstance(error, OSError) and _disk_full(error):
                     raise
                 last = error

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from workbench.wire.model_cache import ModelMount, model_dir_env
-from workbench.wire.model_cache import MODEL_DIR_ENV
+from workbench.wire.model_cache import MODEL_DIR_ENV, ModelMount, model_dir_env
 
 HF_HOME_ENV = "HF_HOME"
 HF_OFFLINE_ENV = "HF_HUB_OFFLINE"

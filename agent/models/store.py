@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from workbench.agent.models.layout import hub_folder
+
 from workbench.wire.errors import BadRequest, Conflict, NotFound, TooLarge
 from workbench.wire.model_cache import (
     SHA256,
@@ -124,8 +125,9 @@ class BlobWriter:
             self.abort()
             if _disk_full(error):
                 raise DiskFull(f"the disk under {self.store.root} filled up while receiving "
-                               f"{self.sha256[:12]} ({self.offset} of {self.size} bytes); the partial file "
-                               "was removed. Free disk space (or lower the cache's limit) and try again") from None
+                               f"{self.sha256[:12]} ({self.offset} of {self.size} bytes); the partial "
+                               "file was removed. Free disk space (or lower the cache's limit) and try again"
+                               ) from None
             raise
         self.digest.update(data)
         self.offset += len(data)
@@ -218,7 +220,8 @@ class ModelStore:
                 raise Conflict(f"{sha256[:12]} is complete already")
             have = path.stat().st_size if path.is_file() else 0
             if offset != have:
-                raise Conflict(f"the host has {have} bytes of {sha256[:12]}, not {offset}: resume from {have}")
+                raise Conflict(f"the host has {have} bytes of {sha256[:12]}, not {offset}: "
+                               f"resume from {have}")
             if size is not None and offset > size:
                 raise BadRequest(f"offset {offset} is past the end of {sha256[:12]} ({size} bytes)")
             self.partial.mkdir(parents=True, exist_ok=True)
@@ -466,7 +469,8 @@ class ModelStore:
             usage = self._usage()
             candidates = sorted((m for m in self.manifests_all() if m.id not in keep),
                                 key=lambda m: usage.get(m.id, 0.0))
-            keep_blobs: set[str | None] = {f.sha256 for m in self.manifests_all() if m.id in keep for f in m.files}
+            keep_blobs: set[str | None] = {f.sha256 for m in self.manifests_all() if m.id in keep
+                                           for f in m.files}
             keep_blobs |= self._pending_blobs()
             freeable = sum(self._only_in(m, keep_blobs) for m in candidates)
             if need > room + freeable:
@@ -513,7 +517,9 @@ class ModelStore:
             data = json.loads(self._usage_path.read_text())
         except (OSError, ValueError):
             return {}
-        return {k: float(v) for k, v in data.items() if isinstance(v, int | float)} if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
 
     def touch(self, model_id: str) -> None:
         with self._lock:
@@ -536,7 +542,8 @@ class ModelStore:
         return CachedModel(id=manifest.id, name=manifest.name, kind=manifest.kind, source=manifest.source,
                            repo=manifest.repo, revision=manifest.revision, commit=manifest.commit,
                            size_bytes=sum(sizes.values()), files=len(manifest.files),
-                           last_used=time.time() if manifest.id in used_by else self._usage().get(manifest.id),
+                           last_used=(time.time() if manifest.id in used_by
+                                      else self._usage().get(manifest.id)),
                            used_by=sorted(used_by.get(manifest.id, set())),
                            replicas=replicas.get(manifest.id, []), path=str(self.tree(manifest.id)))
 
@@ -544,7 +551,8 @@ class ModelStore:
         """The cache: its versions (who uses each), its size, limit and the disk's free bytes."""
         self.ensure_dirs()
         blobs, partial = self.used_bytes()
-        return CacheReport(root=str(self.root), used_bytes=blobs, partial_bytes=partial, limit_bytes=self.limit(),
+        return CacheReport(root=str(self.root), used_bytes=blobs, partial_bytes=partial,
+                           limit_bytes=self.limit(),
                            free_bytes=shutil.disk_usage(self.root).free,
                            models=[self._entry(m, used_by, replicas) for m in self.manifests_all()])
 

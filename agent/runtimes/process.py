@@ -136,7 +136,8 @@ class ProcessRuntime(Runtime):
             # no mounts here: the replica reads the trees in the cache (read-only files) where they are
             if self.models is None:
                 raise RuntimeError("this agent has no model cache")
-            env.update(replica_env(request.models, {m.id: str(self.models.tree(m.id)) for m in request.models}))
+            trees = {m.id: str(self.models.tree(m.id)) for m in request.models}
+            env.update(replica_env(request.models, trees))
         env.update(request.env)
         if request.runtime_config is not None:
             cfg = request.runtime_config.model_copy(update={"project_dir": str(bundle / "project")})

@@ -12,13 +12,35 @@ import typer
 from workbench.cli import render
 from workbench.cli.connect import call, controller
 from workbench.clients.control import ControlClient
+from workbench.spec.models import parse_bytes
 from workbench.wire.agent import GpuReport
-from workbench.wire.control import AddHostRequest, HostBody, HostEvent
+from workbench.wire.control import AddHostRequest, HostBody, HostEvent, HostSettingsRequest
 from workbench.wire.errors import WorkbenchError
 
 host_app = typer.Typer(help="The machines replicas run on: this one and boxes over SSH.",
                        no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+CacheLimitOption = Annotated[str | None, typer.Option(
+    "--cache-limit", help="the most its model cache may hold, e.g. 500Gi (`none`: the disk's size); "
+                          "models no replica uses are evicted, least recently used first")]
+
+
+def cache_limit(value: str | None, *, clearable: bool) -> int | None:
+    """--cache-limit as bytes (0: no limit); bad input exits 2 saying why."""
+    if value is None:
+        return None
+    if clearable and value.strip().lower() in ("none", "off", "0"):
+        return 0
+    try:
+        limit = parse_bytes(value.strip())
+    except ValueError as error:
+        render.fail(f"--cache-limit: {error}")
+        raise typer.Exit(2) from None
+    if not isinstance(limit, int) or limit < 2**20:
+        render.fail(f"--cache-limit: {value!r} is too small for a model cache; give e.g. 500Gi"
+                    + (" (or none)" if clearable else ""))
+        raise typer.Exit(2)
+    return limit
 
 
 def _interactive() -> bool:
@@ -89,6 +111,7 @@ def add(
     ca_cert: Annotated[str | None, typer.Option(
         "--ca-cert", help="--direct: PEM certificate (or its CA) the agent serves over TLS",
     )] = None,
+    cache_limit_text: CacheLimitOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Connect (host key verified), preflight, install the agent, and add the box to the fleet.
@@ -96,6 +119,7 @@ def add(
     With --direct (LAN/VPN): reach an agent the box already runs (`python -m workbench.agent serve
     --direct --bind ADDR`) over TCP with its token, TLS when --ca-cert is given; nothing over SSH."""
     token: str | None = None
+    limit = cache_limit(cache_limit_text, clearable=False)
     if (token_file is not None or ca_cert is not None) and not direct:
         render.fail("--token-file and --ca-cert go with --direct")
         raise typer.Exit(2)
@@ -114,7 +138,8 @@ def add(
     while True:
         try:
             request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
-                                     online=online, direct=direct, port=port, token=token, ca_cert=ca_cert)
+                                     online=online, direct=direct, port=port, token=token, ca_cert=ca_cert,
+                                     cache_limit=limit)
         except ValueError as error:
             render.fail(f"bad arguments: {error}")
             raise typer.Exit(2) from None
@@ -216,3 +241,22 @@ def upgrade(name: str, as_json: JsonOption = False) -> None:
     if not as_json:
         render.err.print(f"[green]✓[/green] {last.message}")
     _show(last.result, as_json)
+
+
+@host_app.command("set")
+def set_host(
+    name: str,
+    cache_limit_text: CacheLimitOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a host's settings: the size limit of its model cache."""
+    limit = cache_limit(cache_limit_text, clearable=True)
+    if limit is None:
+        render.fail("nothing to set: give --cache-limit (e.g. --cache-limit 500Gi, or none)")
+        raise typer.Exit(2)
+    host = call(controller(start=False).set_host, name, HostSettingsRequest(cache_limit=limit))
+    if as_json:
+        render.print_json(host.model_dump(mode="json"))
+    else:
+        shown = "none (the disk's size)" if limit == 0 else f"{limit / 2**30:.1f} GiB"
+        render.out.print(f"{name}: model cache limit {shown}")

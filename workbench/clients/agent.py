@@ -125,12 +125,14 @@ class AgentCalls:
     @staticmethod
     def prepare_model(manifest: ModelManifest) -> Call[PrepareAnswer]:
         """Make room for a version (TooLarge when it cannot fit); what of it the host lacks."""
-        return Call("POST", f"/v1/models/{quoted(manifest.id)}/prepare", content=manifest.model_dump_json().encode(),
+        return Call("POST", f"/v1/models/{quoted(manifest.id)}/prepare",
+                    content=manifest.model_dump_json().encode(),
                     headers=_JSON, parse=_model(PrepareAnswer))
 
     @staticmethod
     def commit_model(manifest: ModelManifest) -> Call[CachedModel]:
-        return Call("POST", f"/v1/models/{quoted(manifest.id)}/commit", content=manifest.model_dump_json().encode(),
+        return Call("POST", f"/v1/models/{quoted(manifest.id)}/commit",
+                    content=manifest.model_dump_json().encode(),
                     headers=_JSON, parse=_model(CachedModel))
 
     @staticmethod

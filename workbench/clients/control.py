@@ -33,15 +33,21 @@ from workbench.wire.control import (
     FleetGpusBody,
     HostBody,
     HostEvent,
+    HostModelsBody,
+    HostSettingsRequest,
+    ModelPullRequest,
+    ModelsRemovedBody,
     RemovedHostBody,
     ScaleRequest,
 )
+from workbench.wire.model_cache import ModelEvent
 
 # Parsed straight from the JSON bytes (pydantic-core): no intermediate dicts and lists, which for
 # a large fleet polled each second is most of the time and most of the garbage.
 _API_LIST = TypeAdapter(list[ApiSummary])
 _HOST_LIST = TypeAdapter(list[HostBody])
 _EVENT_LIST = TypeAdapter(list[EventBody])
+_HOST_MODELS = TypeAdapter(list[HostModelsBody])
 #: deleting waits for the replicas' graceful stop
 _LONG = httpx.Timeout(30.0, read=None)
 
@@ -136,6 +142,29 @@ class ControlCalls:
                       parse_line=HostEvent.model_validate_json, what="host")
 
     @staticmethod
+    def set_host(name: str, request: HostSettingsRequest) -> Call[HostBody]:
+        """Change a host's settings (its model cache's limit)."""
+        return Call("PATCH", f"/v1/hosts/{quoted(name)}", json=request.model_dump(exclude_none=True),
+                    parse=_model(HostBody))
+
+    @staticmethod
+    def models(host: str | None = None) -> Call[list[HostModelsBody]]:
+        """Every host's model cache (or one host's)."""
+        return Call("GET", "/v1/models", params={"host": host} if host else None,
+                    parse=lambda r: _HOST_MODELS.validate_json(r.content))
+
+    @staticmethod
+    def pull_model(request: ModelPullRequest) -> Stream[ModelEvent]:
+        """Put a model in a host's cache now; progress until done or error."""
+        return Stream("POST", "/v1/models/pulls", json=request.model_dump(exclude_none=True),
+                      parse_line=ModelEvent.model_validate_json, what="model pull")
+
+    @staticmethod
+    def remove_model(ref: str, host: str | None = None) -> Call[ModelsRemovedBody]:
+        return Call("DELETE", f"/v1/models/{quoted(ref)}", params={"host": host} if host else None,
+                    parse=_model(ModelsRemovedBody))
+
+    @staticmethod
     def upgrade_host(name: str) -> Stream[HostEvent]:
         return Stream("POST", f"/v1/hosts/{quoted(name)}/upgrade", parse_line=HostEvent.model_validate_json,
                       what="host")
@@ -173,6 +202,10 @@ class ControlClient(SyncCore):
     remove_host = sync_call(ControlCalls.remove_host)
     add_host = sync_stream(ControlCalls.add_host)
     upgrade_host = sync_stream(ControlCalls.upgrade_host)
+    set_host = sync_call(ControlCalls.set_host)
+    models = sync_call(ControlCalls.models)
+    pull_model = sync_stream(ControlCalls.pull_model)
+    remove_model = sync_call(ControlCalls.remove_model)
 
 
 class AsyncControlClient(AsyncCore):
@@ -199,3 +232,7 @@ class AsyncControlClient(AsyncCore):
     remove_host = async_call(ControlCalls.remove_host)
     add_host = async_stream(ControlCalls.add_host)
     upgrade_host = async_stream(ControlCalls.upgrade_host)
+    set_host = async_call(ControlCalls.set_host)
+    models = async_call(ControlCalls.models)
+    pull_model = async_stream(ControlCalls.pull_model)
+    remove_model = async_call(ControlCalls.remove_model)

@@ -147,7 +147,7 @@ class SyncCore(_Core):
         self._http = httpx.Client(**self._options, transport=transport)
 
     def run(self, call: Call[T]) -> T:
-        content = _file_chunks(call.upload, call.upload_offset, call.on_chunk) if call.upload is not None else None
+        content = _upload(call)
         request = self._build(self._http, call, content)
         try:
             response = self._http.send(request)
@@ -156,7 +156,7 @@ class SyncCore(_Core):
         return call.parse(self.check(response, call))
 
     def lines(self, call: Stream[T]) -> Iterator[T]:
-        content = _file_chunks(call.upload, call.upload_offset, call.on_chunk) if call.upload is not None else None
+        content = _upload(call)
         request = self._build(self._http, call, content)
         try:
             response = self._http.send(request, stream=True)
@@ -228,7 +228,13 @@ class AsyncCore(_Core):
         await self.aclose()
 
 
-def _file_chunks(path: Path, offset: int = 0, on_chunk: Callable[[int], None] | None = None) -> Iterator[bytes]:
+def _upload(call: Call[Any] | Stream[Any]) -> Iterator[bytes] | None:
+    """The chunks of the call's file upload, if it has one."""
+    return _file_chunks(call.upload, call.upload_offset, call.on_chunk) if call.upload is not None else None
+
+
+def _file_chunks(path: Path, offset: int = 0,
+                 on_chunk: Callable[[int], None] | None = None) -> Iterator[bytes]:
     with path.open("rb") as handle:
         handle.seek(offset)
         while block := handle.read(UPLOAD_CHUNK):

@@ -70,7 +70,8 @@ class Deployments:
                     planned[loaded.spec.name] = []
                     for model in loaded.spec.model_specs:
                         yield DeployEvent(kind="log", api=loaded.spec.name,
-                                          message=f"{loaded.spec.name}: model {model.model_name} from {model.source}")
+                                          message=f"{loaded.spec.name}: model {model.model_name} "
+                                                  f"from {model.source}")
                         found = await asyncio.to_thread(resolve, model, Path(loaded.project_dir))
                         planned[loaded.spec.name].append(found)
                         yield DeployEvent(kind="log", api=loaded.spec.name, message=(
@@ -125,7 +126,8 @@ class Deployments:
         artifact, image_hash = plan.artifact, plan.image_hash  # an image's id is known once found
         self.reconciler.catchup.keep(plan)
         self.reconciler.catchup.built(artifact, [host.name for host in targets])
-        request = replica_request(spec, runtime, artifact, image_hash, [m.mount_spec() for m in models] or None)
+        mounts = [m.mount_spec() for m in models] or None
+        request = replica_request(spec, runtime, artifact, image_hash, mounts)
         spec_json = spec.model_dump(mode="json", by_alias=True)
         existing = self.store.get_api(spec.name)
         if (existing is not None and existing.spec_hash == request.spec_hash and existing.spec == spec_json

@@ -25,7 +25,7 @@ from workbench.controller.state import RemoteRecord, Store
 from workbench.controller.views import host_body
 from workbench.wire.agent import ReplicaState
 from workbench.wire.control import AddHostRequest, HostEvent
-from workbench.wire.errors import Failed
+from workbench.wire.errors import Failed, WorkbenchError
 
 log = logging.getLogger("workbench.controller.hosts")
 
@@ -98,6 +98,13 @@ class HostManager:
             self.store.put_remote(joined.record)
             host = await self._register(link)
             kept = True
+            if request.cache_limit is not None:
+                try:
+                    await host.client.set_cache_limit(request.cache_limit)
+                except WorkbenchError as error:
+                    yield HostEvent(kind="log", host=name,
+                                    message=f"the model cache limit was not set: {error} "
+                                    f"(`workbench host set {name} --cache-limit …` sets it later)")
             version = joined.record.agent_version
             self.events.record("host", f"host {name} added ({joined.summary}, agent {version})")
             yield HostEvent(kind="done", host=name, message=joined.done, result=host_body(host))

@@ -52,7 +52,7 @@ class Transfer:
         return f"{self.model.manifest.name} → {self.host}: {self.meter.text()}{via}"
 
     def event(self, kind: str = "progress", message: str = "") -> ModelEvent:
-        return ModelEvent(kind=kind, id=self.model.id, host=self.host,  # type: ignore[arg-type]
+        return ModelEvent(kind=kind, id=self.model.id, host=self.host,
                           message=message or self.text(), bytes_done=self.meter.done,
                           bytes_total=self.meter.total, rate=self.meter.rate, via=self.via or None)
 
@@ -128,7 +128,8 @@ class ModelSync:
             return running
         transfer = Transfer(host.name, model, Meter(model.manifest.size or None))
         self._transfers[key] = transfer
-        transfer.task = asyncio.create_task(self._run(host, transfer), name=f"model-{host.name}-{model.id[:8]}")
+        transfer.task = asyncio.create_task(self._run(host, transfer),
+                                            name=f"model-{host.name}-{model.id[:8]}")
         return transfer
 
     async def ensure(self, host: Host, model: PlannedModel,
@@ -216,7 +217,7 @@ class ModelSync:
                     source_of: Callable[..., Path]) -> int:
         chosen: list[str] = []
 
-        def sender_for(prepared):  # type: ignore[no-untyped-def]
+        def sender_for(prepared):
             sender = host.link.blob_sender(host.client, prepared)
             chosen.append(sender.via)
             transfer.via = (f"{transfer.via}, " if transfer.via else "") + sender.via

@@ -235,9 +235,9 @@ class Reconciler:
                 continue
             if placement.host is None:
                 building = sorted(lacking & {h.name for h in self.fleet.hosts.values() if h.schedulable})
-                waiting = f" (building it on {', '.join(building)})" if building else ""
+                note = f" (building it on {', '.join(building)})" if building else ""
                 self._set_message(record, f"pending: no host has room for a replica: {placement.reason}"
-                                  f"{waiting}")
+                                  f"{note}")
                 return
             host = self.fleet.hosts[placement.host]
             pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share

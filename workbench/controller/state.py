@@ -138,7 +138,8 @@ class EventRecord:
 
 
 _API_COLUMNS = ("name", "kind", "spec", "project_dir", "runtime", "artifact", "image_hash", "spec_hash",
-                "desired_replicas", "version", "rollout_from", "message", "created_at", "updated_at", "models")
+                "desired_replicas", "version", "rollout_from", "message", "created_at", "updated_at",
+                "models")
 #: columns added after the first release: (table, column, type), added to an older state.db on open
 _ADDED_COLUMNS = (("apis", "models", "TEXT"),)
 

@@ -171,8 +171,8 @@ def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None
         if not wheel_dir.is_dir():
             raise ContextError(f"image.wheelhouse folder {image.wheelhouse} not found in {project}")
         wheel_rel = wheel_dir.relative_to(project.resolve()).as_posix()
-    entries = left_out(project_files(project, (frozenset({wheel_rel}) if wheel_rel else frozenset()) | exclude),
-                       "project/", exclude)
+    skipped = (frozenset({wheel_rel}) if wheel_rel else frozenset()) | exclude
+    entries = left_out(project_files(project, skipped), "project/", exclude)
     # the spec file carries settings that go to the replica at start, not into the artifact
     spec_file = Path(loaded.file).resolve()
     if spec_file.is_relative_to(project.resolve()):

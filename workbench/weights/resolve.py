@@ -66,7 +66,8 @@ class PlannedModel:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlannedModel:
-        return cls(ModelManifest.model_validate(data["manifest"]), str(data["mount"]), data.get("source_root"))
+        manifest = ModelManifest.model_validate(data["manifest"])
+        return cls(manifest, str(data["mount"]), data.get("source_root"))
 
 
 def model_hash_inputs(models: list[PlannedModel]) -> dict[str, str]:
@@ -137,11 +138,13 @@ def _local(source: ModelSource, name: str, mount: str, project: Path, digests: D
     if not found:
         raise ModelSourceError(f"model {name}: {root} holds no files")
     try:
-        files = [ModelFile(path=rel, size=path.stat().st_size, sha256=digests.sha256(path)) for rel, path in found]
+        files = [ModelFile(path=rel, size=path.stat().st_size, sha256=digests.sha256(path))
+                 for rel, path in found]
     except OSError as error:
         raise ModelSourceError(f"model {name}: cannot read {error.filename}: {error.strerror}") from None
     identity = {"kind": "files", "files": [[f.path, f.size, f.sha256] for f in files]}
-    manifest = ModelManifest(id=version_id(identity), name=name, kind="files", source=source.text, files=files)
+    manifest = ModelManifest(id=version_id(identity), name=name, kind="files", source=source.text,
+                             files=files)
     return PlannedModel(manifest, mount, str(root))
 
 
@@ -210,8 +213,8 @@ def _hub(source: ModelSource, name: str, mount: str, include: list[str] | None,
                                etag=etag, url=url))
     identity = {"kind": "hf", "repo": source.repo, "commit": commit,
                 "files": [[f.path, f.size, f.etag] for f in files]}
-    manifest = ModelManifest(id=version_id(identity), name=name, kind="hf", source=source.text, repo=source.repo,
-                             revision=source.revision, commit=commit, files=files)
+    manifest = ModelManifest(id=version_id(identity), name=name, kind="hf", source=source.text,
+                             repo=source.repo, revision=source.revision, commit=commit, files=files)
     return PlannedModel(manifest, mount)
 
 
@@ -236,7 +239,8 @@ def _url(source: ModelSource, name: str, mount: str, sha256: str | None) -> Plan
     item = ModelFile(path=file_name, size=size, sha256=sha256, etag=None if sha256 else etag, url=source.url)
     identity: dict[str, Any] = {"kind": "files", "files": [[item.path, item.size, sha256]]} if sha256 else {
         "kind": "url", "url": source.url, "size": size, "etag": etag}
-    manifest = ModelManifest(id=version_id(identity), name=name, kind="files", source=source.text, files=[item])
+    manifest = ModelManifest(id=version_id(identity), name=name, kind="files", source=source.text,
+                             files=[item])
     return PlannedModel(manifest, mount)
 
 
@@ -251,7 +255,8 @@ def _head(url: str, what: str) -> tuple[int | None, str | None]:
             return (int(length) if length and length.isdigit() else None), etag
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):
-            raise Unauthorized(f"{what}: the server refused access ({error.code})", status=error.code) from None
+            raise Unauthorized(f"{what}: the server refused access ({error.code})",
+                               status=error.code) from None
         if error.code == 404:
             raise NotFound(f"{what}: the server has no such file (404)") from None
         raise Failed(f"{what}: the server answered {error.code}") from None

@@ -80,7 +80,8 @@ async def push(client: AsyncAgentClient, sender_for: SenderFor, manifest: ModelM
     sent = 0
     for sha256 in answer.missing:
         item = by_sha[sha256]
-        sent += await _send_file(client, sender, item, source_of(item), answer.partial.get(sha256, 0), meter, say)
+        offset = answer.partial.get(sha256, 0)
+        sent += await _send_file(client, sender, item, source_of(item), offset, meter, say)
     await _retrying(lambda: client.commit_model(manifest), "commit", say)
     return sent
 

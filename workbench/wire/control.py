@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaState
+from workbench.wire.model_cache import CacheReport
 from workbench.wire.replica import RuntimeKind
 
 ApiStatus = Literal["live", "updating", "starting", "error", "scaled_to_zero", "pending", "splitter"]
@@ -147,6 +148,7 @@ class AddHostRequest(_Body):
     token: str | None = Field(None, repr=False, max_length=1024,
                               description="direct: the agent's bearer token (a 0600 file, never the DB)")
     ca_cert: str | None = Field(None, description="direct: PEM file verifying the agent's TLS certificate")
+    cache_limit: int | None = Field(None, gt=0, description="the most its model cache may hold, in bytes")
 
 
 class HostEvent(BaseModel):
@@ -160,6 +162,45 @@ class HostEvent(BaseModel):
     fingerprint: str | None = None  # trust_required: SHA256:… to show the user
     key_type: str | None = None
     result: HostBody | None = None
+
+
+class HostSettingsRequest(_Body):
+    """PATCH /v1/hosts/{name}: change a host's settings; what is left out stays as it is."""
+
+    cache_limit: int | None = Field(None, ge=0, description="bytes its model cache may hold; 0: no limit")
+
+
+class ModelPullRequest(_Body):
+    """POST /v1/models/pulls: put a model's version in a host's cache before any API needs it."""
+
+    source: str = Field(description="an absolute path on the controller's machine, hf://org/name[@rev] or "
+                        "https://…")
+    host: str
+    name: str | None = None
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    sha256: str | None = None
+
+
+class HostModelsBody(BaseModel):
+    """One host's model cache, as GET /v1/models lists it."""
+
+    host: str
+    cache: CacheReport | None = None
+    error: str | None = None  # the host's agent did not answer
+
+
+class RemovedModel(BaseModel):
+    host: str
+    id: str
+    name: str
+
+
+class ModelsRemovedBody(BaseModel):
+    """DELETE /v1/models/{ref}: the versions removed, and the hosts that kept theirs (and why)."""
+
+    removed: list[RemovedModel] = Field(default_factory=list)
+    refused: dict[str, str] = Field(default_factory=dict)  # host -> why
 
 
 class RemovedHostBody(BaseModel):

@@ -20,9 +20,9 @@ from pathlib import Path
 from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.state import RemoteRecord
 from workbench.weights.transfer import AgentApiSender, BlobSender
-from workbench.wire.model_cache import PrepareAnswer
 from workbench.wire.control import HostEvent
 from workbench.wire.errors import BadRequest, Failed
+from workbench.wire.model_cache import PrepareAnswer
 
 Emit = Callable[[HostEvent], None]
 
