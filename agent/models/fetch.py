@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import logging
 import ssl
 import threading
@@ -264,6 +265,11 @@ class Fetcher:
                             digest.update(block)
                             with self._meter_lock:
                                 fetch.meter.add(len(block))
+                        got = out.tell()
+                    length = response.headers.get("Content-Length")
+                    expected = start + int(length) if length and length.isdigit() else item.size
+                    if expected is not None and got < expected:  # the connection closed early
+                        raise ConnectionError(f"the download broke off after {got} of {expected} bytes")
                     return digest.hexdigest()
             except urllib.error.HTTPError as error:
                 if error.code == 416 and item.size is not None and start >= item.size:
@@ -272,7 +278,8 @@ class Fetcher:
                 if error.code in (401, 403, 404):
                     raise refused(error.code, item.url, f"{fetch.manifest.label}'s {item.path}") from None
                 last = error
-            except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError, OSError) as error:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError, OSError,
+                    http.client.HTTPException) as error:
                 if isinstance(error, OSError) and _disk_full(error):
                     raise
                 last = error
