@@ -63,7 +63,8 @@ def test_a_revision_resolves_to_its_commit_and_files(hub: FakeHub) -> None:
     planned = resolve(ModelSpec(source="hf://org/tiny@v1", exclude=["*.md"]), Path("/"))
     manifest = planned.manifest
     assert manifest.commit == hub.repos["org/tiny"].commit and manifest.revision == "v1"
-    assert sorted(f.path for f in manifest.files) == ["config.json", "model.safetensors", "sub/tokenizer.json"]
+    assert sorted(f.path for f in manifest.files) == ["config.json", "model.safetensors",
+                                                      "sub/tokenizer.json"]
     weights = next(f for f in manifest.files if f.path == "model.safetensors")
     assert weights.sha256 == hashlib.sha256(WEIGHTS).hexdigest() and weights.size == len(WEIGHTS)
     assert planned.mount == "/models/tiny"

@@ -58,8 +58,8 @@ def test_files_are_kept_once_by_sha256_and_versions_share_them(store: ModelStore
     assert len(list(store.blobs.iterdir())) == 3
     tree = store.tree(second.id)
     assert (tree / "weights" / "model.bin").read_bytes() == shared
-    assert (tree / "weights" / "model.bin").stat().st_ino == store.blob_path(hashlib.sha256(shared).hexdigest()
-                                                                               ).stat().st_ino
+    blob = store.blob_path(hashlib.sha256(shared).hexdigest())
+    assert (tree / "weights" / "model.bin").stat().st_ino == blob.stat().st_ino
     assert store.prepare(first, set()).complete
     assert {m.id for m in store.manifests_all()} == {first.id, second.id}
     # read-only for everyone: files 0444, folders 0555
