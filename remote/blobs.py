@@ -4,6 +4,7 @@ partial copy of it (so a dropped link resumes from what arrived), in pipelined w
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from workbench.remote.connection import SSHHost
 from workbench.remote.errors import RemoteError, Unreachable
 
 CHUNK = 1 << 20
+log = logging.getLogger("workbench.remote.blobs")
 
 
 class WriteRefused(RemoteError):
@@ -35,6 +37,7 @@ def sftp_append(ssh: SSHHost, source: Path, remote_path: str, on_chunk: Callable
                 if getattr(error, "errno", None) != errno.ENOENT:
                     raise
                 start = 0
+            log.info("sftp: %s from byte %d on", remote_path, start)
             try:
                 with sftp.open(remote_path, "ab" if start else "wb") as out, source.open("rb") as local:
                     out.set_pipelined(True)

@@ -77,6 +77,11 @@ def _sha256_of(path: Path, limit: int | None = None) -> hashlib._Hash:
     return digest
 
 
+def _size(count: int) -> str:
+    """Bytes for messages: "1.25 GB", "2.1 MB"."""
+    return f"{count / 1e9:.2f} GB" if abs(count) >= 10**9 else f"{count / 1e6:.1f} MB"
+
+
 def _disk_full(error: OSError) -> bool:
     return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -451,13 +456,13 @@ class ModelStore:
         free = shutil.disk_usage(self.root).free - DISK_MARGIN
         limit = self.limit()
         if limit is None:
-            return max(0, free), f"{free / 1e9:.2f} GB free on the disk under {self.root}"
+            return max(0, free), f"{_size(free)} free on the disk under {self.root}"
         blobs, partial = self.used_bytes()
         under_limit = limit - blobs - partial
         if under_limit <= free:
-            return max(0, under_limit), (f"{max(0, under_limit) / 1e9:.2f} GB left under the cache limit of "
-                                         f"{limit / 1e9:.2f} GB")
-        return max(0, free), f"{free / 1e9:.2f} GB free on the disk under {self.root}"
+            return max(0, under_limit), (f"{_size(max(0, under_limit))} left under the cache limit of "
+                                         f"{_size(limit)}")
+        return max(0, free), f"{_size(free)} free on the disk under {self.root}"
 
     def make_room(self, need: int, *, keep: set[str], label: str) -> list[str]:
         """Evict versions not in `keep`, least recently used first, until `need` bytes fit; NoRoom
@@ -475,7 +480,7 @@ class ModelStore:
             freeable = sum(self._only_in(m, keep_blobs) for m in candidates)
             if need > room + freeable:
                 raise NoRoom(
-                    f"{label} needs {need / 1e9:.2f} GB more in this host's model cache, which has {why}"
+                    f"{label} needs {_size(need)} more in this host's model cache, which has {why}"
                     + (f" even after evicting {len(candidates)} unused model(s)" if candidates else "")
                     + ". Free disk space, raise the limit (`workbench host set HOST --cache-limit 500Gi`), "
                     "or remove models (`workbench model rm`); nothing was fetched")

@@ -7,8 +7,13 @@ itself from a local hub)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,3 +234,55 @@ def test_pull_prewarms_a_box_that_fetches_the_hub_itself(ctl: Controller, bench:
     assert [r["name"] for r in removed["removed"]] == ["tiny"]
     wait_until(lambda: "tiny" not in {m["name"] for m in caches(ctl)["box0"]["models"]}, 10,
                what="tiny to leave box0's cache")
+
+
+def test_a_link_dropped_mid_transfer_resumes_without_resending(ctl: Controller, boxes: list[Box],
+                                                               tmp_path: Path) -> None:
+    box = boxes[0]
+    folder = tmp_path / "second"
+    folder.mkdir()
+    data = os.urandom(MODEL_BYTES)
+    (folder / "second.bin").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    partial = box.home / ".workbench" / "agent" / "models" / "partial" / f"{sha}.part"
+    events: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    finished = threading.Event()
+
+    def watch() -> None:  # the box's partial copy, as it grows (a resend from 0 would shrink it)
+        while not finished.is_set():
+            with contextlib.suppress(OSError):
+                sizes.append(partial.stat().st_size)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    pulling = threading.Thread(target=lambda: events.extend(
+        stream(ctl, "/v1/models/pulls", source=str(folder), host="box0", name="second")))
+    pulling.start()
+    try:
+        arrived = wait_until(lambda: partial.is_file() and partial.stat().st_size >= 60 * 10**6 and
+                             partial.stat().st_size, 60, interval=0.01, what="60 MB of the model on the box")
+        box.stop()
+        assert partial.stat().st_size >= arrived
+        time.sleep(1.0)
+    finally:
+        if box.process is None:
+            box.start()
+    pulling.join(240)
+    finished.set()
+    assert not pulling.is_alive()
+    assert sizes and all(later >= earlier for earlier, later in itertools.pairwise(sizes))
+    assert sizes[-1] > arrived  # the rest arrived after the drop, appended to what was there
+    assert events[-1]["kind"] == "done", events[-3:]
+    report = caches(ctl)["box0"]
+    second = next(m for m in report["models"] if m["name"] == "second")
+    assert second["size_bytes"] == MODEL_BYTES
+    blob = box.home / ".workbench" / "agent" / "models" / "blobs" / sha
+    assert blob.stat().st_size == MODEL_BYTES and not partial.exists()
+    logged = ctl.api("GET", "/v1/events", params={"limit": 1000}).json()
+    done = [e for e in logged if e.get("data", {}).get("model") == second["id"] and "sent" in e["data"]]
+    assert len(done) == 1, done
+    # sent: what arrived once, plus what was on its way when the link dropped (never what arrived)
+    assert MODEL_BYTES <= done[0]["data"]["sent"] < 2 * MODEL_BYTES, done[0]["data"]
+    assert ctl.api("DELETE", "/v1/models/second", params={"host": "box0"}).status_code == 200

@@ -135,7 +135,11 @@ async def _send_file(client: AsyncAgentClient, sender: BlobSender, item: ModelFi
                 meter.add(-this_try)
                 continue
             state = found
-            meter.add((state.size - started_at) - this_try)  # what was lost on the way is sent again
+            # what arrived counts as sent even if the drop came before its write was acknowledged;
+            # what was lost on the way is sent again
+            unacknowledged = max(0, (state.size - started_at) - this_try)
+            sent += unacknowledged
+            meter.add((state.size - started_at) - this_try)
         if state.complete:
             return sent
         if state.size > offset:
