@@ -141,8 +141,24 @@ def test_two_apis_three_replicas_two_hosts_one_copy_each(ctl: Controller, bench:
     (alpha / "weights" / "config.json").write_bytes(CONFIG)
     (alpha / "workbench.yaml").write_text((alpha / "workbench.yaml").read_text().replace(str(weights),
                                                                                          "./weights"))
+    seen: list[str] = []
+    deployed = threading.Event()
+
+    def watch() -> None:  # what `workbench get` and the TUI show while the weights travel
+        while not deployed.is_set():
+            response = ctl.api("GET", "/v1/apis/alpha")
+            if response.status_code == 200 and response.json().get("message"):
+                seen.append(response.json()["message"])
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     first = ctl.deploy(alpha)
+    deployed.set()
+    watcher.join(10)
     assert first[-1]["kind"] == "done", first[-3:]
+    progress = [m for m in seen + [e.get("message", "") for e in first] if "waiting for weights" in m]
+    assert progress and any("generated → box0:" in m and " MB" in m for m in progress), (seen, first)
     assert any("model generated" in e.get("message", "") for e in first)
     second = ctl.deploy(beta)
     assert second[-1]["kind"] == "done", second[-3:]

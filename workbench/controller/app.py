@@ -80,7 +80,8 @@ class Controller:
         self.deployments = Deployments(self.store, self.fleet, self.events, self.reconciler, self.tracker,
                                        self.routes, self.base_url)
         self.hosts = HostManager(self.store, self.fleet, self.events, self.reconciler)
-        self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url)
+        self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url,
+                           weights=self.reconciler.models.describe)
         self.registry.register(ReplicaCollector(self.store, self.routes.ready_count))
         self.api = create_control_api(ControlDeps(
             store=self.store, fleet=self.fleet, events=self.events, reconciler=self.reconciler,

@@ -22,6 +22,8 @@ from workbench.wire.replica import Strict
 MODEL_DIR_ENV = "WORKBENCH_MODEL_DIR"
 #: The same for each model by name: WORKBENCH_MODEL_DIR_<NAME> (upper case, '-' as '_').
 MODEL_DIR_PREFIX = MODEL_DIR_ENV + "_"
+#: How an API's message starts while its replicas wait for their models to reach their hosts.
+WAITING_FOR_WEIGHTS = "waiting for weights: "
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 ETAG = re.compile(r"^[0-9A-Za-z._:+/=-]{1,128}$")
 #: hub repos ("org/name"), as the hub spells them
