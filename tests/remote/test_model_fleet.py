@@ -1,6 +1,7 @@
 """Model weights across a fleet, end to end: a real controller, the workstation's own host and a
 real sshd box. Two APIs (three replicas) share one generated 200 MB workstation model: each host
-keeps one copy, the box gets the model's bytes once over its SSH link, the built bundles do not
+keeps one copy, the box gets the model's bytes once over its SSH link (the agent's API through
+the tunnel), the built bundles do not
 contain it, and every replica sees it read-only at WORKBENCH_MODEL_DIR. Then `workbench model
 list/rm`, `host set --cache-limit`, and a pre-warm of a hub repo (`model pull`, fetched by the box
 itself from a local hub)."""
@@ -185,7 +186,7 @@ def test_two_apis_three_replicas_two_hosts_one_copy_each(ctl: Controller, bench:
     arrived = [e for e in events if e.get("data", {}).get("host") == "box0" and "sent" in e.get("data", {})]
     assert len(arrived) == 1, arrived
     assert arrived[0]["data"]["sent"] == MODEL_BYTES + len(CONFIG)
-    assert arrived[0]["data"]["via"] == "sftp"
+    assert arrived[0]["data"]["via"] == "agent API"
     assert any("waits for model" in e["message"] for e in events)
 
     # the bundles (the process runtime's images) do not hold the weights
