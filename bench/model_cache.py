@@ -177,7 +177,7 @@ def main() -> None:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
         body = "\n".join([
             "## Model weights: workstation → box, and a replica's start (`bench/model_cache.py`)", "",
-            f"One {args.size_mb} MiB file of random bytes, sent three ways to the same throwaway sshd box "
+            f"One {args.size_mb} MiB file of random bytes, sent each way to the same throwaway sshd box "
             f"on this machine ({machine}), one after the other in one run; measured "
             f"{datetime.now(UTC):%Y-%m-%d}. Workbench's own ways include the sha256 check on the box "
             "that files the copy in its cache (scp checks nothing).", "",

@@ -40,8 +40,8 @@ from workbench.wire.model_cache import BlobState, PrepareAnswer
 
 #: How model files from the workstation reach a box, on its one SSH connection: the agent's API
 #: through the tunnel, or SFTP into the agent's partial folder. bench/model_cache.py measures both
-#: against scp on the same sshd (docs/benchmarks.md): through the Paramiko tunnel the agent's API
-#: matched scp and SFTP (Paramiko's, plus the check reading the file again) reached 0.68x of it.
+#: against scp on the same sshd (docs/benchmarks.md, 1 GiB): the agent's API through the Paramiko
+#: tunnel reached 0.68x of scp, SFTP (Paramiko's, plus the check reading the file again) 0.56x.
 ModelTransfer = Literal["sftp", "agent"]
 MODEL_TRANSFER: ModelTransfer = "agent"
 
