@@ -19,6 +19,9 @@ from workbench.agent.gpu import metrics as gpu_metrics
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
 from workbench.agent.hostinfo import host_info
+from workbench.agent.models.fetch import Fetcher
+from workbench.agent.models.routes import model_routes
+from workbench.agent.models.store import ModelStore
 from workbench.agent.proxy import forward as proxy_forward
 from workbench.agent.runtimes.base import LogFollower, check_artifact_name
 from workbench.agent.runtimes.docker import DockerRuntime
@@ -227,6 +230,8 @@ def create_app(
         await supervisor.require_available(rt)
         return StreamingResponse(_ndjson_events(rt.pull(image)), media_type="application/x-ndjson")
 
+    models = supervisor.models or ModelStore(home.models_dir)
+    v1.include_router(model_routes(models, Fetcher(models), supervisor.model_users))
     app.include_router(v1)
 
     @app.get("/metrics", dependencies=[Depends(bearer_auth(config.token))])

@@ -72,6 +72,7 @@ class AgentHome:
         self.replicas_dir = root / "replicas"
         self.bundles_dir = root / "bundles"
         self.tmp_dir = root / "tmp"
+        self.models_dir = root / "models"  # the model cache (workbench.agent.models.store)
 
     def ensure_dirs(self) -> None:
         for d in (self.root, self.replicas_dir, self.bundles_dir, self.tmp_dir):

@@ -16,6 +16,7 @@ from workbench.agent.gpu.probe import make_probe
 from workbench.agent.gpu.sampler import GpuSampler
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentHome
+from workbench.agent.models.store import ModelStore
 from workbench.agent.runtimes.base import Runtime
 from workbench.agent.runtimes.docker import DockerRuntime
 from workbench.agent.runtimes.process import ProcessRuntime
@@ -100,9 +101,11 @@ def serve(
     log.info("agent %s listening on %s:%d (home %s)", config.agent_id, host, port, home.root)
     probe = make_probe()
     log.info("GPU probe: %s%s", probe.source, f" ({probe.note})" if probe.note else "")
+    models = ModelStore(home.models_dir)
+    models.ensure_dirs()
     runtimes: dict[str, Runtime] = {
-        "docker": DockerRuntime(config.agent_id, simulated_gpus=probe.source == "fixture"),
-        "process": ProcessRuntime(home.replicas_dir, home.bundles_dir),
+        "docker": DockerRuntime(config.agent_id, simulated_gpus=probe.source == "fixture", models=models),
+        "process": ProcessRuntime(home.replicas_dir, home.bundles_dir, models=models),
     }
     sampler = GpuSampler(probe)
     gpus: GpuService | None = None
@@ -110,7 +113,7 @@ def serve(
     def gpu_indices() -> dict[int, str | None] | None:
         return gpus.indices() if gpus is not None else None
 
-    supervisor = Supervisor(runtimes, gpu_indices=gpu_indices)
+    supervisor = Supervisor(runtimes, gpu_indices=gpu_indices, models=models)
     gpus = GpuService(sampler, supervisor.replica_refs, supervisor.gpu_allocations)
     app = create_app(home, config, supervisor, on_shutdown=home.remove_pid, gpus=gpus)
     server = uvicorn.Server(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from workbench.agent.gpu.alloc import Allocation, conflict, resolve
 from workbench.agent.gpu.procmap import ReplicaRef
+from workbench.agent.models.store import ModelStore
 from workbench.agent.probe import http_status
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
@@ -97,8 +98,10 @@ class Supervisor:
         self,
         runtimes: dict[str, Runtime],
         gpu_indices: Callable[[], dict[int, str | None] | None] | None = None,
+        models: ModelStore | None = None,
     ) -> None:
         self.runtimes = runtimes
+        self.models = models
         #: GPU index -> UUID on this host; None when the host has no GPU information.
         self.gpu_indices = gpu_indices or (lambda: None)
         self.replicas: dict[str, Replica] = {}
@@ -360,8 +363,34 @@ class Supervisor:
         finally:
             self._gpu_claims.pop(replica_id, None)
 
+    def model_users(self) -> tuple[dict[str, set[str]], dict[str, builtins.list[str]]]:
+        """Which model versions the replicas here mount: id -> APIs, and id -> replica ids."""
+        apis: dict[str, set[str]] = {}
+        ids: dict[str, builtins.list[str]] = {}
+        for r in list(self.replicas.values()):
+            for mount in r.handle.request.models or []:
+                apis.setdefault(mount.id, set()).add(r.handle.request.api)
+                ids.setdefault(mount.id, []).append(r.id)
+        return apis, ids
+
+    def _check_models(self, request: ReplicaRequest) -> None:
+        """A replica starts only once its models are in the cache (Conflict names the missing)."""
+        mounts = request.models or []
+        if not mounts:
+            return
+        if self.models is None:
+            raise BadRequest("this agent has no model cache")
+        missing = [m for m in mounts if not self.models.complete(m.id)]
+        if missing:
+            names = ", ".join(f"{m.name} ({m.id[:12]})" for m in missing)
+            raise Conflict(f"model {names} is not in this host's cache yet: send it first "
+                           "(POST /v1/models/{id}/prepare, then the files, then /commit)")
+        for mount in mounts:
+            self.models.touch(mount.id)
+
     async def _create(self, rt: Runtime, replica_id: str, request: ReplicaRequest) -> ReplicaInfo:
         await self.require_available(rt)
+        await asyncio.to_thread(self._check_models, request)
         if not await asyncio.to_thread(rt.artifact_exists, request.artifact):
             raise NotFound(
                 f"{request.runtime} artifact {request.artifact!r} does not exist on this host: "

@@ -20,6 +20,8 @@ from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 from workbench.agent.listening import namespace_ports
+from workbench.agent.models.layout import replica_env
+from workbench.agent.models.store import ModelStore
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
@@ -123,9 +125,10 @@ class DockerRuntime(Runtime):
 
     kind = "docker"
 
-    def __init__(self, agent_id: str, simulated_gpus: bool = False) -> None:
+    def __init__(self, agent_id: str, simulated_gpus: bool = False, models: ModelStore | None = None) -> None:
         self.agent_id = agent_id
         self.simulated_gpus = simulated_gpus
+        self.models = models
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._status: tuple[float, DockerStatus] | None = None
@@ -207,6 +210,9 @@ class DockerRuntime(Runtime):
         labels.update(gpu_labels)
         if device_requests:
             kwargs["device_requests"] = device_requests
+        if request.models:
+            kwargs["volumes"] = self._model_volumes(request)
+            env = {**replica_env(request.models, {m.id: m.mount for m in request.models}), **env}
         if request.server is None:
             assert request.runtime_config is not None
             cfg = request.runtime_config.model_copy(update={"project_dir": "/app"})
@@ -244,6 +250,12 @@ class DockerRuntime(Runtime):
         container.reload()
         self._refresh(handle, container)
         return handle
+
+    def _model_volumes(self, request: ReplicaRequest) -> dict[str, dict[str, str]]:
+        """Each model's tree in the host's cache, bound read-only at its mount."""
+        if self.models is None:
+            raise RuntimeUnavailable("this agent has no model cache")
+        return {str(self.models.tree(m.id)): {"bind": m.mount, "mode": "ro"} for m in request.models or []}
 
     def _refresh(self, handle: Handle, container: Container) -> None:
         """Update the handle's URLs from the container's current port bindings."""

@@ -17,6 +17,8 @@ from pathlib import Path
 import psutil
 from workbench.agent.listening import process_tree_ports
 from workbench.agent.logfiles import FileFollower, tail_lines
+from workbench.agent.models.layout import replica_env
+from workbench.agent.models.store import ModelStore
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
@@ -71,8 +73,9 @@ class ProcessRuntime(Runtime):
 
     kind = "process"
 
-    def __init__(self, replicas_dir: Path, bundles_dir: Path) -> None:
+    def __init__(self, replicas_dir: Path, bundles_dir: Path, models: ModelStore | None = None) -> None:
         self.replicas_dir = replicas_dir
+        self.models = models
         self.bundles = BundleBuilder(bundles_dir)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -129,6 +132,12 @@ class ProcessRuntime(Runtime):
         venv = bundle / "venv"
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        if request.models:
+            # no mounts here: the replica reads the trees in the cache (read-only files) where they are
+            if self.models is None:
+                raise RuntimeError("this agent has no model cache")
+            trees = {m.id: str(self.models.tree(m.id)) for m in request.models}
+            env.update(replica_env(request.models, trees))
         env.update(request.env)
         if request.runtime_config is not None:
             cfg = request.runtime_config.model_copy(update={"project_dir": str(bundle / "project")})

@@ -19,8 +19,10 @@ from workbench.remote.box import SSHBox
 
 pytestmark = pytest.mark.sshd
 
-#: operations that start real work on the box (builds, replicas) are not fuzzed
-SKIP = {("POST", "/v1/replicas"), ("POST", "/v1/builds")}
+#: operations that start real work on the box (builds, replicas, fetches from a source, a probe of
+#: one) or change its settings (the model cache's limit) are not fuzzed
+SKIP = {("POST", "/v1/replicas"), ("POST", "/v1/builds"), ("POST", "/v1/models/{model_id}/fetch"),
+        ("POST", "/v1/models/probe"), ("PUT", "/v1/models/limit")}
 
 
 def agent_openapi(tmp: Path) -> dict[str, Any]:

@@ -80,3 +80,17 @@ async def test_no_color_renders_in_greys(monkeypatch) -> None:  # type: ignore[n
         grey = await shot(stub.url, True)
     assert any(max(c) - min(c) > 40 for c in coloured)  # without it: real colours
     assert grey and all(max(c) - min(c) <= 8 for c in grey), sorted(grey)
+
+
+def test_api_screen_shows_the_weights_its_replicas_wait_for() -> None:
+    from workbench.tui.screens.api_detail import ApiDetailScreen
+    from workbench.tui.state import FleetState
+
+    from workbench.wire.control import ApiDetail
+
+    waiting = "waiting for weights: llm → box0: 120/200 MB, 85 MB/s, ETA 1 s (sftp)"
+    detail = ApiDetail(name="llm", status="updating", updated_at=time.time(), endpoint="http://x/llm",
+                       message=waiting)
+    assert waiting in ApiDetailScreen.summary_text(detail, FleetState()).plain
+    other = detail.model_copy(update={"message": "pending: no host has room for a replica"})
+    assert "pending" not in ApiDetailScreen.summary_text(other, FleetState()).plain

@@ -17,6 +17,7 @@ from workbench.tui.views import status_text
 from workbench.tui.widgets import spark
 
 from workbench.wire.control import ApiDetail, EventBody, TrafficBody
+from workbench.wire.model_cache import WAITING_FOR_WEIGHTS
 
 REPLICA_COLUMNS = ("REPLICA", "HOST", "GPUS", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE",
                    "MESSAGE")
@@ -129,6 +130,8 @@ class ApiDetailScreen(DataScreen):
                     f"5xx {traffic.status_5xx}")
         if detail.autoscaling:
             text.append("\nautoscaling " + " ".join(f"{k}={v}" for k, v in detail.autoscaling.items()))
+        if detail.message and detail.message.startswith(WAITING_FOR_WEIGHTS):  # a model on its way
+            text.append("\n" + fmt.mask(detail.message), style="yellow")
         return text
 
     def selected_replica(self) -> str | None:

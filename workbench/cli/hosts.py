@@ -13,6 +13,7 @@ import typer
 from workbench.cli import render
 from workbench.cli.connect import call, controller
 from workbench.clients.control import ControlClient
+from workbench.spec.models import parse_bytes
 from workbench.wire.agent import GpuReport
 from workbench.wire.control import (
     DEFAULT_IDLE_AFTER,
@@ -41,6 +42,27 @@ def parsed(parse: Callable[[str], V], value: str, flag: str) -> V:
     except ValueError as error:
         render.fail(f"{flag}: {error}")
         raise typer.Exit(2) from None
+CacheLimitOption = Annotated[str | None, typer.Option(
+    "--cache-limit", help="the most its model cache may hold, e.g. 500Gi (`none`: the disk's size); "
+                          "models no replica uses are evicted, least recently used first")]
+
+
+def cache_limit(value: str | None, *, clearable: bool) -> int | None:
+    """--cache-limit as bytes (0: no limit); bad input exits 2 saying why."""
+    if value is None:
+        return None
+    if clearable and value.strip().lower() in ("none", "off", "0"):
+        return 0
+    try:
+        limit = parse_bytes(value.strip())
+    except ValueError as error:
+        render.fail(f"--cache-limit: {error}")
+        raise typer.Exit(2) from None
+    if not isinstance(limit, int) or limit < 2**20:
+        render.fail(f"--cache-limit: {value!r} is too small for a model cache; give e.g. 500Gi"
+                    + (" (or none)" if clearable else ""))
+        raise typer.Exit(2)
+    return limit
 
 
 def _interactive() -> bool:
@@ -113,6 +135,7 @@ def add(
     )] = None,
     price: PriceOption = None,
     currency: CurrencyOption = None,
+    cache_limit_text: CacheLimitOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Connect (host key verified), preflight, install the agent, and add the box to the fleet.
@@ -126,6 +149,7 @@ def add(
     if code is not None and hourly is None:
         render.fail("--currency goes with --price (e.g. --price 2.40 --currency EUR)")
         raise typer.Exit(2)
+    limit = cache_limit(cache_limit_text, clearable=False)
     if (token_file is not None or ca_cert is not None) and not direct:
         render.fail("--token-file and --ca-cert go with --direct")
         raise typer.Exit(2)
@@ -145,7 +169,7 @@ def add(
         try:
             request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
                                      online=online, direct=direct, port=port, token=token, ca_cert=ca_cert,
-                                     price=hourly, currency=code)
+                                     price=hourly, currency=code, cache_limit=limit)
         except ValueError as error:
             render.fail(f"bad arguments: {error}")
             raise typer.Exit(2) from None
@@ -254,20 +278,28 @@ def set_host(
     name: str,
     price: PriceOption = None,
     currency: CurrencyOption = None,
+    cache_limit_text: CacheLimitOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Set what a host costs per hour (the local machine counts as free until it has a price)."""
-    if price is None and currency is None:
-        render.fail("nothing to set: give --price (e.g. --price 2.40) and/or --currency")
+    """Change a host's settings: what it costs per hour (the local machine counts as free until it
+    has a price) and the size limit of its model cache."""
+    limit = cache_limit(cache_limit_text, clearable=True)
+    if price is None and currency is None and limit is None:
+        render.fail("nothing to set: give --price (e.g. --price 2.40) and/or --currency, "
+                    "or --cache-limit (e.g. --cache-limit 500Gi, or none)")
         raise typer.Exit(2)
     request = HostSettingsRequest(price=parsed(parse_price, price, "--price") if price is not None else None,
                                   currency=parsed(parse_currency, currency, "--currency")
-                                  if currency is not None else None)
+                                  if currency is not None else None, cache_limit=limit)
     host = call(controller(start=False).set_host, name, request)
     if as_json:
         render.print_json(host.model_dump(mode="json"))
-    else:
+        return
+    if price is not None or currency is not None:
         render.out.print(f"{name} costs {render.price(host)}")
+    if limit is not None:
+        shown = "none (the disk's size)" if limit == 0 else f"{limit / 2**30:.1f} GiB"
+        render.out.print(f"{name}: model cache limit {shown}")
 
 
 @host_app.command("idle")

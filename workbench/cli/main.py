@@ -12,6 +12,7 @@ from workbench.cli import apis, render
 from workbench.cli.connect import call, controller
 from workbench.cli.cost import cost
 from workbench.cli.hosts import host_app
+from workbench.cli.models import model_app
 from workbench.clients.agent import AgentClient
 from workbench.daemons import LaunchFailed
 from workbench.local_agent import ensure_agent, running_agent, stop_agent
@@ -32,6 +33,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(controller_app, name="controller")
 app.add_typer(image_app, name="image")
 app.add_typer(host_app, name="host")
+app.add_typer(model_app, name="model")
 
 for command in (apis.deploy, apis.get, apis.predict, apis.logs, apis.scale, apis.delete):
     app.command()(command)

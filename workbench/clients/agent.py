@@ -5,6 +5,7 @@ Each call is described once, in :class:`AgentCalls`."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,25 @@ from workbench.clients.core import (
 )
 from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
 from workbench.wire.errors import WorkbenchError
+from workbench.wire.model_cache import (
+    BlobState,
+    CachedModel,
+    CacheLimitRequest,
+    CacheReport,
+    FetchRequest,
+    ModelEvent,
+    ModelManifest,
+    PrepareAnswer,
+    ProbeAnswer,
+    ProbeRequest,
+)
 from workbench.wire.replica import RuntimeKind
 
 _REPLICAS = TypeAdapter(list[ReplicaInfo])
 HEALTH_TIMEOUT = 2.0
+#: checking a large file received over SFTP reads it all once
+FINISH_TIMEOUT = httpx.Timeout(30.0, read=1800.0)
+_JSON = {"Content-Type": "application/json"}
 
 
 def _model(kind: Any) -> Any:
@@ -95,6 +111,73 @@ class AgentCalls:
         return Stream("POST", "/v1/pulls", params={"image": image},
                       parse_line=BuildEvent.model_validate_json, what="pull")
 
+    # -- the model cache ------------------------------------------------------------------------
+    @staticmethod
+    def models() -> Call[CacheReport]:
+        """The host's model cache: its versions (and which APIs use each), size, limit, free disk."""
+        return Call("GET", "/v1/models", parse=_model(CacheReport))
+
+    @staticmethod
+    def model(model_id: str) -> Call[ModelManifest]:
+        """A complete version's manifest (every file's sha256)."""
+        return Call("GET", f"/v1/models/{quoted(model_id)}", parse=_model(ModelManifest))
+
+    @staticmethod
+    def prepare_model(manifest: ModelManifest) -> Call[PrepareAnswer]:
+        """Make room for a version (TooLarge when it cannot fit); what of it the host lacks."""
+        return Call("POST", f"/v1/models/{quoted(manifest.id)}/prepare",
+                    content=manifest.model_dump_json().encode(),
+                    headers=_JSON, parse=_model(PrepareAnswer))
+
+    @staticmethod
+    def commit_model(manifest: ModelManifest) -> Call[CachedModel]:
+        return Call("POST", f"/v1/models/{quoted(manifest.id)}/commit",
+                    content=manifest.model_dump_json().encode(),
+                    headers=_JSON, parse=_model(CachedModel))
+
+    @staticmethod
+    def fetch_model(manifest: ModelManifest, token: str | None = None) -> Stream[ModelEvent]:
+        """The host gets the version from its source itself; progress until done or error. The
+        token (the hub's) is sent for this fetch only."""
+        body = FetchRequest(manifest=manifest, token=token).model_dump_json(exclude_none=True).encode()
+        return Stream("POST", f"/v1/models/{quoted(manifest.id)}/fetch", content=body, headers=_JSON,
+                      parse_line=ModelEvent.model_validate_json, what="model fetch")
+
+    @staticmethod
+    def remove_model(model_id: str) -> Call[None]:
+        return Call("DELETE", f"/v1/models/{quoted(model_id)}", parse=lambda r: None)
+
+    @staticmethod
+    def set_cache_limit(limit_bytes: int | None) -> Call[CacheReport]:
+        return Call("PUT", "/v1/models/limit", json=CacheLimitRequest(limit_bytes=limit_bytes).model_dump(),
+                    parse=_model(CacheReport))
+
+    @staticmethod
+    def probe_source(url: str, token: str | None = None, timeout: float = 5.0) -> Call[ProbeAnswer]:
+        """Whether the host reaches `url` itself."""
+        body = ProbeRequest(url=url, token=token, timeout=timeout).model_dump_json(exclude_none=True).encode()
+        return Call("POST", "/v1/models/probe", content=body, headers=_JSON, timeout=timeout + 30,
+                    parse=_model(ProbeAnswer))
+
+    @staticmethod
+    def blob_state(sha256: str) -> Call[BlobState]:
+        return Call("GET", f"/v1/models/blobs/{quoted(sha256)}/state", parse=_model(BlobState))
+
+    @staticmethod
+    def send_blob(sha256: str, size: int, source: Path, offset: int = 0,
+                  on_chunk: Callable[[int], None] | None = None) -> Call[BlobState]:
+        """Send `source` from `offset` on as the rest of the file `sha256` (`size` bytes in all);
+        the host checks it once complete."""
+        return Call("PUT", f"/v1/models/blobs/{quoted(sha256)}", params={"offset": offset, "size": size},
+                    upload=source, upload_offset=offset, on_chunk=on_chunk, timeout=FINISH_TIMEOUT,
+                    headers={"Content-Type": "application/octet-stream"}, parse=_model(BlobState))
+
+    @staticmethod
+    def finish_blob(sha256: str, size: int) -> Call[BlobState]:
+        """Check a file written into the host's partial folder (over SFTP) and file it."""
+        return Call("POST", f"/v1/models/blobs/{quoted(sha256)}/finish", params={"size": size},
+                    timeout=FINISH_TIMEOUT, parse=_model(BlobState))
+
     @staticmethod
     def logs(replica_id: str, *, tail: int = 100, follow: bool = False) -> Stream[str]:
         """A replica's log lines; with follow, until the replica goes away."""
@@ -133,6 +216,17 @@ class AgentClient(SyncCore):
     build = sync_stream(AgentCalls.build)
     pull = sync_stream(AgentCalls.pull)
     logs = sync_stream(AgentCalls.logs)
+    models = sync_call(AgentCalls.models)
+    model = sync_call(AgentCalls.model)
+    prepare_model = sync_call(AgentCalls.prepare_model)
+    commit_model = sync_call(AgentCalls.commit_model)
+    fetch_model = sync_stream(AgentCalls.fetch_model)
+    remove_model = sync_call(AgentCalls.remove_model)
+    set_cache_limit = sync_call(AgentCalls.set_cache_limit)
+    probe_source = sync_call(AgentCalls.probe_source)
+    blob_state = sync_call(AgentCalls.blob_state)
+    send_blob = sync_call(AgentCalls.send_blob)
+    finish_blob = sync_call(AgentCalls.finish_blob)
 
 
 class AsyncAgentClient(AsyncCore):
@@ -162,3 +256,14 @@ class AsyncAgentClient(AsyncCore):
     build = async_stream(AgentCalls.build)
     pull = async_stream(AgentCalls.pull)
     logs = async_stream(AgentCalls.logs)
+    models = async_call(AgentCalls.models)
+    model = async_call(AgentCalls.model)
+    prepare_model = async_call(AgentCalls.prepare_model)
+    commit_model = async_call(AgentCalls.commit_model)
+    fetch_model = async_stream(AgentCalls.fetch_model)
+    remove_model = async_call(AgentCalls.remove_model)
+    set_cache_limit = async_call(AgentCalls.set_cache_limit)
+    probe_source = async_call(AgentCalls.probe_source)
+    blob_state = async_call(AgentCalls.blob_state)
+    send_blob = async_call(AgentCalls.send_blob)
+    finish_blob = async_call(AgentCalls.finish_blob)

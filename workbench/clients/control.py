@@ -34,18 +34,23 @@ from workbench.wire.control import (
     FleetGpusBody,
     HostBody,
     HostEvent,
+    HostModelsBody,
     HostSettingsRequest,
     IdlePlanBody,
     IdleRuleRequest,
+    ModelPullRequest,
+    ModelsRemovedBody,
     RemovedHostBody,
     ScaleRequest,
 )
+from workbench.wire.model_cache import ModelEvent
 
 # Parsed straight from the JSON bytes (pydantic-core): no intermediate dicts and lists, which for
 # a large fleet polled each second is most of the time and most of the garbage.
 _API_LIST = TypeAdapter(list[ApiSummary])
 _HOST_LIST = TypeAdapter(list[HostBody])
 _EVENT_LIST = TypeAdapter(list[EventBody])
+_HOST_MODELS = TypeAdapter(list[HostModelsBody])
 #: deleting waits for the replicas' graceful stop
 _LONG = httpx.Timeout(30.0, read=None)
 
@@ -141,7 +146,7 @@ class ControlCalls:
 
     @staticmethod
     def set_host(name: str, request: HostSettingsRequest) -> Call[HostBody]:
-        """Set what a host costs per hour (and in which currency)."""
+        """Change a host's settings: its price per hour (and currency), its model cache's limit."""
         return Call("PATCH", f"/v1/hosts/{quoted(name)}",
                     json=request.model_dump(mode="json", exclude_none=True), parse=_model(HostBody))
 
@@ -159,6 +164,23 @@ class ControlCalls:
     def cost(since: str = "7d") -> Call[CostReport]:
         """Spend per host and per API over the window `since` (7d, 24h, 30m, or seconds)."""
         return Call("GET", "/v1/cost", params={"since": since}, parse=_model(CostReport))
+
+    @staticmethod
+    def models(host: str | None = None) -> Call[list[HostModelsBody]]:
+        """Every host's model cache (or one host's)."""
+        return Call("GET", "/v1/models", params={"host": host} if host else None,
+                    parse=lambda r: _HOST_MODELS.validate_json(r.content))
+
+    @staticmethod
+    def pull_model(request: ModelPullRequest) -> Stream[ModelEvent]:
+        """Put a model in a host's cache now; progress until done or error."""
+        return Stream("POST", "/v1/models/pulls", json=request.model_dump(exclude_none=True),
+                      parse_line=ModelEvent.model_validate_json, what="model pull")
+
+    @staticmethod
+    def remove_model(ref: str, host: str | None = None) -> Call[ModelsRemovedBody]:
+        return Call("DELETE", f"/v1/models/{quoted(ref)}", params={"host": host} if host else None,
+                    parse=_model(ModelsRemovedBody))
 
     @staticmethod
     def upgrade_host(name: str) -> Stream[HostEvent]:
@@ -202,6 +224,9 @@ class ControlClient(SyncCore):
     set_idle_rule = sync_call(ControlCalls.set_idle_rule)
     delete_idle_rule = sync_call(ControlCalls.delete_idle_rule)
     cost = sync_call(ControlCalls.cost)
+    models = sync_call(ControlCalls.models)
+    pull_model = sync_stream(ControlCalls.pull_model)
+    remove_model = sync_call(ControlCalls.remove_model)
 
 
 class AsyncControlClient(AsyncCore):
@@ -232,3 +257,6 @@ class AsyncControlClient(AsyncCore):
     set_idle_rule = async_call(ControlCalls.set_idle_rule)
     delete_idle_rule = async_call(ControlCalls.delete_idle_rule)
     cost = async_call(ControlCalls.cost)
+    models = async_call(ControlCalls.models)
+    pull_model = async_stream(ControlCalls.pull_model)
+    remove_model = async_call(ControlCalls.remove_model)

@@ -55,6 +55,9 @@ class Call(Generic[T]):
     json: Any = None
     content: bytes | None = None
     upload: Path | None = None  # a file sent as the body, in chunks
+    upload_offset: int = 0  # where in `upload` the body starts (the rest of a file, resumed)
+    #: called with each chunk's size as it is sent (progress of a large upload)
+    on_chunk: Callable[[int], None] | None = None
     headers: Mapping[str, str] | None = None
     timeout: Any = DEFAULT
     parse: Callable[[httpx.Response], T] = _response  # type: ignore[assignment]
@@ -144,7 +147,7 @@ class SyncCore(_Core):
         self._http = httpx.Client(**self._options, transport=transport)
 
     def run(self, call: Call[T]) -> T:
-        content = _file_chunks(call.upload) if call.upload is not None else None
+        content = _upload(call)
         request = self._build(self._http, call, content)
         try:
             response = self._http.send(request)
@@ -153,7 +156,7 @@ class SyncCore(_Core):
         return call.parse(self.check(response, call))
 
     def lines(self, call: Stream[T]) -> Iterator[T]:
-        content = _file_chunks(call.upload) if call.upload is not None else None
+        content = _upload(call)
         request = self._build(self._http, call, content)
         try:
             response = self._http.send(request, stream=True)
@@ -188,7 +191,8 @@ class AsyncCore(_Core):
         self._http = httpx.AsyncClient(**self._options, transport=transport)
 
     async def run(self, call: Call[T]) -> T:
-        content = _file_chunks_async(call.upload) if call.upload is not None else None
+        content = (_file_chunks_async(call.upload, call.upload_offset, call.on_chunk)
+                   if call.upload is not None else None)
         request = self._build(self._http, call, content)
         try:
             response = await self._http.send(request)
@@ -197,7 +201,8 @@ class AsyncCore(_Core):
         return call.parse(self.check(response, call))
 
     async def lines(self, call: Stream[T]) -> AsyncIterator[T]:
-        content = _file_chunks_async(call.upload) if call.upload is not None else None
+        content = (_file_chunks_async(call.upload, call.upload_offset, call.on_chunk)
+                   if call.upload is not None else None)
         request = self._build(self._http, call, content)
         try:
             response = await self._http.send(request, stream=True)
@@ -223,16 +228,29 @@ class AsyncCore(_Core):
         await self.aclose()
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def _upload(call: Call[Any] | Stream[Any]) -> Iterator[bytes] | None:
+    """The chunks of the call's file upload, if it has one."""
+    return _file_chunks(call.upload, call.upload_offset, call.on_chunk) if call.upload is not None else None
+
+
+def _file_chunks(path: Path, offset: int = 0,
+                 on_chunk: Callable[[int], None] | None = None) -> Iterator[bytes]:
     with path.open("rb") as handle:
+        handle.seek(offset)
         while block := handle.read(UPLOAD_CHUNK):
             yield block
+            if on_chunk is not None:
+                on_chunk(len(block))
 
 
-async def _file_chunks_async(path: Path) -> AsyncIterator[bytes]:
+async def _file_chunks_async(path: Path, offset: int = 0,
+                             on_chunk: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
     with path.open("rb") as handle:
+        handle.seek(offset)
         while block := await asyncio.to_thread(handle.read, UPLOAD_CHUNK):
             yield block
+            if on_chunk is not None:
+                on_chunk(len(block))
 
 
 # -- binding calls to a sender ------------------------------------------------------------------

@@ -12,6 +12,7 @@ import shlex
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -37,6 +38,8 @@ from workbench.controller.state import ApiRecord, IdleRuleRecord, PriceRecord, S
 from workbench.controller.tracker import RolloutTracker
 from workbench.controller.views import Views, event_body
 from workbench.spec.models import AutoscalingSpec
+from workbench.spec.weights import ModelSpec
+from workbench.weights.resolve import resolve
 from workbench.wire.agent import ReplicaInfo, ReplicaState
 from workbench.wire.control import (
     AddHostRequest,
@@ -48,14 +51,19 @@ from workbench.wire.control import (
     EventBody,
     HostBody,
     HostEvent,
+    HostModelsBody,
     HostSettingsRequest,
     IdlePlanBody,
     IdleRuleRequest,
+    ModelPullRequest,
+    ModelsRemovedBody,
     RemovedHostBody,
+    RemovedModel,
     ScaleRequest,
 )
-from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized, WorkbenchError
+from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized, Unavailable, WorkbenchError
 from workbench.wire.handlers import error_response, install_error_handlers, validation_text
+from workbench.wire.model_cache import ModelEvent
 from workbench.wire.units import (
     DEFAULT_CURRENCY,
     format_duration,
@@ -266,20 +274,34 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     async def get_host(name: str) -> HostBody:
         return views.host(host_of(name))
 
-    @v1.patch("/hosts/{name}", response_model=HostBody, responses={400: {}, 404: {}})
+    @v1.patch("/hosts/{name}", response_model=HostBody, responses={400: {}, 404: {}, 503: {}})
     async def set_host(name: str, body: HostSettingsRequest) -> HostBody:
+        """What the host costs per hour, and its model cache's limit; what is left out stays."""
         host = host_of(name)
         old = store.prices().get(name)
-        if body.price is None and body.currency is None:
-            raise BadRequest("nothing to set: give a price (--price 2.40) and/or a currency (--currency EUR)")
-        if body.price is None and old is None:
+        pricing = body.price is not None or body.currency is not None
+        if not pricing and body.cache_limit is None:
+            raise BadRequest("nothing to set: give a price (--price 2.40), a currency (--currency EUR) "
+                             "or a model cache limit (--cache-limit 500Gi)")
+        if pricing and body.price is None and old is None:
             raise BadRequest(f"{name} has no price yet: give one with the currency (--price 2.40)")
-        micros = to_micros(body.price) if body.price is not None else old.price_micros  # type: ignore[union-attr]
-        currency = body.currency or (old.currency if old else DEFAULT_CURRENCY)
-        store.put_price(PriceRecord(name, micros, currency))
-        was = f" (was {money(from_micros(old.price_micros), old.currency)}/h)" if old else ""
-        deps.events.record("host", f"host {name} costs {money(from_micros(micros), currency)}/h{was}",
-                           data={"host": name, "price": str(from_micros(micros)), "currency": currency})
+        if body.cache_limit is not None:
+            # first: the agent may refuse, and then nothing has changed
+            if not host.reachable:
+                raise Unavailable(f"{name} is {host.state}: its agent keeps the limit, "
+                                  "set it once it is ready")
+            report = await host.client.set_cache_limit(body.cache_limit or None)
+            limit = (f"{report.limit_bytes / 2**30:.1f} GiB" if report.limit_bytes
+                     else "none (the disk's size)")
+            deps.events.record("host", f"host {name}: model cache limit {limit}",
+                               data={"host": name, "cache_limit": report.limit_bytes})
+        if pricing:
+            micros = to_micros(body.price) if body.price is not None else old.price_micros  # type: ignore[union-attr]
+            currency = body.currency or (old.currency if old else DEFAULT_CURRENCY)
+            store.put_price(PriceRecord(name, micros, currency))
+            was = f" (was {money(from_micros(old.price_micros), old.currency)}/h)" if old else ""
+            deps.events.record("host", f"host {name} costs {money(from_micros(micros), currency)}/h{was}",
+                               data={"host": name, "price": str(from_micros(micros)), "currency": currency})
         return views.host(host)
 
     def watcher() -> IdleWatcher:
@@ -357,6 +379,96 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         if not added(name):
             raise BadRequest("the local agent is upgraded with the workstation's workbench")
         return ndjson(manager().upgrade(name))
+
+    # -- the hosts' model caches ----------------------------------------------------------------
+    @v1.get("/models", response_model=list[HostModelsBody])
+    async def list_models(host: str | None = None) -> list[HostModelsBody]:
+        chosen = [host_of(host)] if host else list(fleet.hosts.values())
+
+        async def one(h: Host) -> HostModelsBody:
+            if not h.reachable:
+                return HostModelsBody(host=h.name, error=h.message or f"{h.name} is {h.state}")
+            try:
+                return HostModelsBody(host=h.name, cache=await h.client.models())
+            except WorkbenchError as error:
+                return HostModelsBody(host=h.name, error=str(error))
+
+        return list(await asyncio.gather(*(one(h) for h in chosen)))
+
+    @v1.post("/models/pulls", responses={400: {}, 404: {}, 503: {},
+                                         200: {"content": {"application/x-ndjson": {}}}})
+    async def pull_model(body: ModelPullRequest) -> StreamingResponse:
+        host = host_of(body.host)
+        if not host.reachable:
+            raise Unavailable(f"{body.host} is {host.state}: {host.message or 'its agent does not answer'}")
+        try:
+            spec = ModelSpec(source=body.source, name=body.name, include=body.include, exclude=body.exclude,
+                             sha256=body.sha256)
+        except ValidationError as error:
+            raise BadRequest(validation_text(error)) from None
+        source = spec.parsed
+        if source.kind == "local" and not source.path.startswith("/"):  # type: ignore[union-attr]
+            raise BadRequest(f"{body.source}: give the controller an absolute path (the CLI does)")
+        planned = await asyncio.to_thread(resolve, spec, Path("/"))
+        sync = deps.reconciler.models
+
+        async def lines() -> AsyncIterator[bytes]:
+            queue: asyncio.Queue[ModelEvent] = asyncio.Queue()
+            work = asyncio.ensure_future(sync.ensure(host, planned, queue.put_nowait))
+            label = planned.manifest.label
+            yield (ModelEvent(kind="log", id=planned.id, host=host.name,
+                              message=f"{label}: {len(planned.manifest.files)} file(s), "
+                                      f"{planned.manifest.size / 1e6:.1f} MB").model_dump_json()
+                   + "\n").encode()
+            while not work.done() or not queue.empty():
+                try:
+                    event = await asyncio.wait_for(queue.get(), 0.5)
+                except TimeoutError:
+                    continue
+                if event.kind == "progress":
+                    yield (event.model_dump_json() + "\n").encode()
+            try:
+                await work
+            except WorkbenchError as error:
+                final = ModelEvent(kind="error", id=planned.id, host=host.name, message=str(error))
+            else:
+                final = ModelEvent(kind="done", id=planned.id, host=host.name,
+                                   message=f"{label} is in {host.name}'s cache",
+                                   bytes_total=planned.manifest.size)
+            yield (final.model_dump_json() + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @v1.delete("/models/{ref}", response_model=ModelsRemovedBody, responses={404: {}})
+    async def remove_model(ref: str, host: str | None = None) -> ModelsRemovedBody:
+        """Remove a model (by name, or by an id prefix of 8+ digits) from one host or all."""
+        chosen = [host_of(host)] if host else [h for h in fleet.hosts.values() if h.reachable]
+        body = ModelsRemovedBody()
+        found = False
+        for h in chosen:
+            try:
+                report = await h.client.models()
+            except WorkbenchError as error:
+                body.refused[h.name] = str(error)
+                continue
+            for model in report.models:
+                if model.name != ref and not (len(ref) >= 8 and model.id.startswith(ref)):
+                    continue
+                found = True
+                try:
+                    await h.client.remove_model(model.id)
+                except WorkbenchError as error:
+                    body.refused[h.name] = str(error)
+                else:
+                    body.removed.append(RemovedModel(host=h.name, id=model.id, name=model.name))
+            deps.reconciler.models.forget(h.name)
+        if not found and not body.refused:
+            raise NotFound(f"no model {ref!r} in the cache of {host or 'any host'} "
+                           "(see `workbench model list`)")
+        for gone in body.removed:
+            deps.events.record("model", f"model {gone.name} ({gone.id[:12]}) removed from {gone.host}",
+                               data=gone.model_dump())
+        return body
 
     @v1.get("/events", response_model=list[EventBody])
     async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[EventBody]:

@@ -86,7 +86,8 @@ class Controller:
         self.deployments = Deployments(self.store, self.fleet, self.events, self.reconciler, self.tracker,
                                        self.routes, self.base_url)
         self.idle = IdleWatcher(self.store, self.events, remove_host=self._remove_idle_host)
-        self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url, idle=self.idle)
+        self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url, idle=self.idle,
+                           weights=self.reconciler.models.describe)
         self.hosts = HostManager(self.store, self.fleet, self.events, self.reconciler,
                                  describe=self.views.host)
         self.meter = FleetMeter(self.store, self.fleet, self.router,

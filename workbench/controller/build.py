@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from workbench.clients.agent import AsyncAgentClient
 from workbench.images.container import DockerfilePlan, ImagePlan, plan_dockerfile, plan_image
@@ -27,6 +28,7 @@ from workbench.images.context import make_context, make_dockerfile_context
 from workbench.images.plan import BuildPlan, plan_build
 from workbench.spec.loader import LoadedSpec
 from workbench.spec.models import ApiSpec
+from workbench.weights.resolve import PlannedModel, model_hash_inputs, project_exclusions
 from workbench.wire.agent import BuildEvent, HostInfo
 from workbench.wire.errors import Failed
 from workbench.wire.replica import RuntimeKind
@@ -79,13 +81,19 @@ def _check_container_runtime(spec: ApiSpec, wanted: str) -> None:
                           "and it has neither; set one or deploy with `--runtime process`")
 
 
-def plan_artifact(loaded: LoadedSpec, runtime: RuntimeKind, offline: bool | None) -> ArtifactPlan:
+def plan_artifact(loaded: LoadedSpec, runtime: RuntimeKind, offline: bool | None,
+                  models: list[PlannedModel] | None = None) -> ArtifactPlan:
     """The plan of the API's artifact; it reads and hashes the project's files (call it in a
-    worker thread, once per deploy)."""
+    worker thread, once per deploy). Model weights in the project folder stay out of it; the
+    versions of its models go into its hash."""
     container = loaded.spec.container
+    exclude = project_exclusions(loaded.spec, Path(loaded.project_dir))
+    inputs = model_hash_inputs(models or [])
     if container is not None and runtime == "docker":
-        return plan_image(loaded) if container.image is not None else plan_dockerfile(loaded, offline)
-    return plan_build(loaded, runtime, offline)
+        if container.image is not None:
+            return plan_image(loaded)
+        return plan_dockerfile(loaded, offline, hash_inputs=inputs, exclude=exclude)
+    return plan_build(loaded, runtime, offline, hash_inputs=inputs, exclude=exclude)
 
 
 async def ensure_artifact(client: AsyncAgentClient, plan: ArtifactPlan, *, say: Callable[[str], None],

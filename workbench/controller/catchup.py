@@ -25,6 +25,7 @@ from workbench.controller.state import ApiRecord
 from workbench.images.container import ImagePlan
 from workbench.images.errors import ContextChanged
 from workbench.spec.loader import LoadedSpec
+from workbench.weights.resolve import PlannedModel
 from workbench.wire.agent import BuildEvent
 from workbench.wire.replica import RuntimeKind
 
@@ -123,7 +124,8 @@ async def replan(record: ApiRecord, runtime: RuntimeKind) -> ArtifactPlan:
     artifact (else the project changed since that version was deployed)."""
     folder = _check_folder(record)
     loaded = LoadedSpec(spec=record.api_spec(), project_dir=folder, file=folder / "workbench.yaml")
-    plan = await asyncio.to_thread(plan_artifact, loaded, runtime, None)
+    models = [PlannedModel.from_json(m) for m in record.models or []]
+    plan = await asyncio.to_thread(plan_artifact, loaded, runtime, None, models)
     if not _makes(plan, record, runtime):
         raise _changed(record)
     if isinstance(plan, ImagePlan):

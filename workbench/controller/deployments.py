@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from workbench.controller.build import (
     ArtifactPlan,
@@ -29,8 +30,10 @@ from workbench.controller.routes import RouteSync
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.spec.loader import LoadedSpec, LoadedSplitter
+from workbench.weights.resolve import PlannedModel, resolve
 from workbench.wire.agent import BuildEvent
 from workbench.wire.control import DeployEvent, DeployRequest, DeployResultBody
+from workbench.wire.errors import WorkbenchError
 
 log = logging.getLogger("workbench.controller.deployments")
 
@@ -62,14 +65,29 @@ class Deployments:
         results: list[DeployResultBody] = []
         async with self._lock:
             try:
+                planned: dict[str, list[PlannedModel]] = {}
+                for loaded in order.apis:  # every model first: a bad source deploys nothing
+                    planned[loaded.spec.name] = []
+                    for model in loaded.spec.model_specs:
+                        yield DeployEvent(kind="log", api=loaded.spec.name,
+                                          message=f"{loaded.spec.name}: model {model.model_name} "
+                                                  f"from {model.source}")
+                        found = await asyncio.to_thread(resolve, model, Path(loaded.project_dir))
+                        planned[loaded.spec.name].append(found)
+                        yield DeployEvent(kind="log", api=loaded.spec.name, message=(
+                            f"{loaded.spec.name}: model {found.manifest.label}: {len(found.manifest.files)} "
+                            f"file(s), {found.manifest.size / 1e6:.1f} MB"))
                 for loaded in order.apis:
-                    async for event in self._deploy_api(loaded, order, results):
+                    async for event in self._deploy_api(loaded, order, results, planned[loaded.spec.name]):
                         yield event
                 for splitter in order.splitters:
                     results.append(self._deploy_splitter(splitter))
                 self.routes.sync()
             except DeployError as error:
                 yield DeployEvent(kind="error", message=str(error), log_tail=error.log_tail)
+                return
+            except WorkbenchError as error:  # a model source that cannot be used, a refused build …
+                yield DeployEvent(kind="error", message=str(error))
                 return
             except Exception as error:
                 log.exception("deploy of %s failed", order.file)
@@ -85,8 +103,8 @@ class Deployments:
             raise DeployError(f"no host is reachable to build and run replicas ({states})")
         return sorted(hosts, key=lambda h: (h.name != "local", h.name))
 
-    async def _deploy_api(self, loaded: LoadedSpec, order: DeployOrder,
-                          results: list[DeployResultBody]) -> AsyncIterator[DeployEvent]:
+    async def _deploy_api(self, loaded: LoadedSpec, order: DeployOrder, results: list[DeployResultBody],
+                          models: list[PlannedModel]) -> AsyncIterator[DeployEvent]:
         spec = loaded.spec
         hosts = self._hosts()
         primary = hosts[0]
@@ -98,7 +116,7 @@ class Deployments:
                 f"({primary.info.docker.error or 'no engine'}); using the process runtime"))
         targets = [h for h in hosts if h.info and runtime in h.info.runtimes
                    and (runtime != "docker" or h.info.docker.available)]
-        plan = await asyncio.to_thread(plan_artifact, loaded, runtime, order.offline)
+        plan = await asyncio.to_thread(plan_artifact, loaded, runtime, order.offline, models)
         built = False
         for host in targets:
             outcome: list[bool] = []
@@ -108,7 +126,8 @@ class Deployments:
         artifact, image_hash = plan.artifact, plan.image_hash  # an image's id is known once found
         self.reconciler.catchup.keep(plan)
         self.reconciler.catchup.built(artifact, [host.name for host in targets])
-        request = replica_request(spec, runtime, artifact, image_hash)
+        mounts = [m.mount_spec() for m in models] or None
+        request = replica_request(spec, runtime, artifact, image_hash, mounts)
         spec_json = spec.model_dump(mode="json", by_alias=True)
         existing = self.store.get_api(spec.name)
         if (existing is not None and existing.spec_hash == request.spec_hash and existing.spec == spec_json
@@ -132,7 +151,8 @@ class Deployments:
                            runtime=runtime, artifact=artifact, image_hash=image_hash,
                            spec_hash=request.spec_hash, desired_replicas=desired,
                            version=self.store.next_version(spec.name), rollout_from=rollout_from,
-                           created_at=existing.created_at if existing else now, updated_at=now)
+                           created_at=existing.created_at if existing else now, updated_at=now,
+                           models=[m.to_json() for m in models] or None)
         status = (self.tracker.begin(spec.name, record.version, replaced=len(outdated))
                   if hash_changed else None)
         self.store.put_api(record)
@@ -140,7 +160,8 @@ class Deployments:
         what = "new API" if existing is None else ("new replicas" if hash_changed else "settings only")
         self.events.record("deploy", f"version {record.version} ({what}, {desired} replica(s))",
                            api=spec.name, data={"version": record.version, "spec_hash": record.spec_hash,
-                                                "artifact": artifact, "built": built, "runtime": runtime})
+                                                "artifact": artifact, "built": built, "runtime": runtime,
+                                                "models": {m.manifest.name: m.id for m in models}})
         self.routes.sync()
         self.reconciler.trigger()
         if status is not None:

@@ -25,7 +25,7 @@ from workbench.controller.state import PriceRecord, RemoteRecord, Store
 from workbench.controller.views import host_body
 from workbench.wire.agent import ReplicaState
 from workbench.wire.control import AddHostRequest, HostBody, HostEvent
-from workbench.wire.errors import Failed
+from workbench.wire.errors import Failed, WorkbenchError
 from workbench.wire.units import DEFAULT_CURRENCY, money, to_micros
 
 log = logging.getLogger("workbench.controller.hosts")
@@ -103,6 +103,13 @@ class HostManager:
                                                  request.currency or DEFAULT_CURRENCY))
             host = await self._register(link)
             kept = True
+            if request.cache_limit is not None:
+                try:
+                    await host.client.set_cache_limit(request.cache_limit)
+                except WorkbenchError as error:
+                    yield HostEvent(kind="log", host=name,
+                                    message=f"the model cache limit was not set: {error} "
+                                    f"(`workbench host set {name} --cache-limit …` sets it later)")
             version = joined.record.agent_version
             priced = (f", {money(request.price, request.currency or DEFAULT_CURRENCY)}/h"
                       if request.price is not None else "")

@@ -18,12 +18,14 @@ from collections import Counter
 from workbench.controller.catchup import CatchUpBuilds
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
+from workbench.controller.model_sync import ModelSync
 from workbench.controller.replica_request import replica_request
 from workbench.controller.rollout import ReplicaView, plan
 from workbench.controller.routes import RouteSync
 from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usage, note_placed, place
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
+from workbench.weights.resolve import PlannedModel
 from workbench.wire.agent import ReplicaInfo, ReplicaState
 from workbench.wire.errors import WorkbenchError
 from workbench.wire.replica import RuntimeKind
@@ -68,6 +70,7 @@ class Reconciler:
         self._failed_since: dict[str, float] = {}
         self._restart_base: dict[str, int] = {}
         self.catchup = CatchUpBuilds(events)  # builds for hosts that joined after a deploy
+        self.models = ModelSync(fleet, events, on_done=self.trigger)  # weights into hosts' caches
 
     # -- driving -----------------------------------------------------------------------------
     def trigger(self) -> None:
@@ -134,8 +137,10 @@ class Reconciler:
             if failed is not None:
                 await self._fail_rollout(record, failed, entries)
                 return
-            self.tracker.progress(record.name, _with_starting(step.progress(record.desired_replicas),
-                                                              entries, record.spec_hash))
+            progress = _with_starting(step.progress(record.desired_replicas), entries, record.spec_hash)
+            waiting = self.models.describe(record.name, record.spec_hash)
+            self.tracker.progress(record.name, f"{progress} (waiting for weights: {waiting})" if waiting
+                                  else progress)
         by_id = {view.id: (host, info) for host, info, view in entries}
         for view in step.delete:
             host, info = by_id[view.id]
@@ -176,9 +181,11 @@ class Reconciler:
 
     async def _create(self, record: ApiRecord, count: int, records: dict[str, ApiRecord]) -> None:
         spec = record.api_spec()
-        assert record.runtime and record.artifact and record.image_hash
+        assert record.runtime and record.artifact and record.image_hash and record.spec_hash
         runtime: RuntimeKind = "docker" if record.runtime == "docker" else "process"
-        request = replica_request(spec, runtime, record.artifact, record.image_hash)
+        models = [PlannedModel.from_json(m) for m in record.models or []]
+        request = replica_request(spec, runtime, record.artifact, record.image_hash,
+                                  [m.mount_spec() for m in models] or None)
         demand = demand_of(record)
         used: dict[str, Demand] = {}
         mine: Counter[str] = Counter()
@@ -192,17 +199,45 @@ class Reconciler:
                 mine[host.name] += 1
         gpus, whole = gpu_usage((h.name, r) for h, r in self.fleet.replicas() if r.state not in GONE_STATES)
         lacking = self.catchup.excluded(record.artifact)  # building it there, or that build failed
+        # replicas placed on hosts that wait for their models: those whose models are there now
+        # start first (on that host), the others keep waiting; a host whose transfer failed is
+        # left out for a while
+        reserved = self.models.reserved(record.name, record.spec_hash) if models else Counter()
+        due: list[str] = []
+        for name, waiting in list(reserved.items()):
+            failed = self.models.failure(name, models)
+            if failed is not None or name not in self.fleet.hosts:
+                self.models.release(record.name, record.spec_hash, name, waiting)
+            elif self.models.ready(name, models):
+                due += [name] * waiting
+            else:
+                count -= waiting
+                mine[name] += waiting
+        if models:
+            lacking = lacking | {h for h in self.fleet.hosts if self.models.failure(h, models) is not None}
         while count > 0:
+            only = due.pop(0) if due else None
             hosts = [HostView(name=h.name, reachable=h.schedulable and h.name not in lacking, info=h.info,
                               used=used.get(h.name, Demand()), api_replicas=mine[h.name],
                               gpu_alloc=gpus.get(h.name, {}), gpu_exclusive=frozenset(whole.get(h.name, ())))
-                     for h in self.fleet.hosts.values()]
+                     for h in self.fleet.hosts.values() if only is None or h.name == only]
             placement = place(demand, runtime, hosts)
+            if only is not None:
+                self.models.release(record.name, record.spec_hash, only)
+                if placement.host is None:
+                    continue  # it no longer fits there: placed anew
+            elif placement.host is not None and models and not self.models.ready(placement.host, models):
+                self.models.reserve(record.name, record.spec_hash, self.fleet.hosts[placement.host], models)
+                count -= 1
+                u = used.get(placement.host, Demand())
+                used[placement.host] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
+                mine[placement.host] += 1
+                continue
             if placement.host is None:
                 building = sorted(lacking & {h.name for h in self.fleet.hosts.values() if h.schedulable})
-                waiting = f" (building it on {', '.join(building)})" if building else ""
+                note = f" (building it on {', '.join(building)})" if building else ""
                 self._set_message(record, f"pending: no host has room for a replica: {placement.reason}"
-                                  f"{waiting}")
+                                  f"{note}")
                 return
             host = self.fleet.hosts[placement.host]
             pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share
@@ -214,6 +249,8 @@ class Reconciler:
                     self.catchup.start(record, host, runtime)
                     lacking.add(host.name)
                     continue  # this replica goes elsewhere meanwhile
+                if error.status == 409 and models:  # e.g. a model removed from its cache since
+                    self.models.forget(host.name)
                 self._set_message(record, f"error: {host.name} refused a replica: {error}")
                 return
             count -= 1

@@ -9,16 +9,19 @@ from typing import Any
 
 from workbench.spec.models import ApiSpec, ContainerSpec
 from workbench.wire.agent import ReplicaRequest
+from workbench.wire.model_cache import ModelMount
 from workbench.wire.replica import HealthCheck, RuntimeConfig, RuntimeKind, ServerConfig
 
 
-def replica_request(spec: ApiSpec, runtime: RuntimeKind, artifact: str, image_hash: str) -> ReplicaRequest:
+def replica_request(spec: ApiSpec, runtime: RuntimeKind, artifact: str, image_hash: str,
+                    models: list[ModelMount] | None = None) -> ReplicaRequest:
     """The request for one replica; its spec_hash covers the image (a container API's image id or
     built hash), the runtime, what the replica runs with (a predictor's config and serving, a
-    server's command, args, port, health, shm_size and timeouts), env and compute — not routing,
-    update or scaling, which change no replica."""
+    server's command, args, port, health, shm_size and timeouts), env, compute and the model
+    versions it mounts (a new revision rolls out like a new image) — not routing, update or
+    scaling, which change no replica."""
     if spec.container is not None:
-        return _server_request(spec, spec.container, runtime, artifact, image_hash)
+        return _with_models(_server_request(spec, spec.container, runtime, artifact, image_hash), models)
     predictor = spec.predictor
     assert predictor is not None  # ApiSpec sets the default predictor when there is no container
     runtime_config = RuntimeConfig(
@@ -36,7 +39,7 @@ def replica_request(spec: ApiSpec, runtime: RuntimeKind, artifact: str, image_ha
         "env": predictor.env,
         "compute": spec.compute.model_dump(mode="json"),
     }
-    return ReplicaRequest(
+    return _with_models(ReplicaRequest(
         api=spec.name,
         spec_hash=_hash(identity),
         runtime=runtime,
@@ -45,7 +48,16 @@ def replica_request(spec: ApiSpec, runtime: RuntimeKind, artifact: str, image_ha
         env=predictor.env,
         cpu=spec.compute.cpu,
         mem_bytes=spec.compute.mem,
-    )
+    ), models)
+
+
+def _with_models(request: ReplicaRequest, models: list[ModelMount] | None) -> ReplicaRequest:
+    """The request with its models, their versions and mounts in its spec_hash (a request without
+    models keeps the hash it always had)."""
+    if not models:
+        return request
+    identity = {"request": request.spec_hash, "models": [m.model_dump(mode="json") for m in models]}
+    return request.model_copy(update={"models": list(models), "spec_hash": _hash(identity)})
 
 
 def server_config(spec: ApiSpec, container: ContainerSpec) -> ServerConfig:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS apis (
     rollout_from INTEGER,            -- version rolled out from (0: first deploy); NULL: settled
     message TEXT,                    -- why the API is pending / in error
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    models TEXT                      -- the model versions it mounts (JSON list), NULL: none
 );
 CREATE TABLE IF NOT EXISTS api_history (
     api TEXT NOT NULL,
@@ -128,6 +129,8 @@ class ApiRecord:
     message: str | None = None
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    #: the model versions this API version mounts, as resolved at its deploy (PlannedModel.to_json)
+    models: list[dict[str, Any]] | None = None
 
     def api_spec(self) -> ApiSpec:
         return ApiSpec.model_validate(self.spec)
@@ -257,17 +260,22 @@ class EventRecord:
 
 
 _API_COLUMNS = ("name", "kind", "spec", "project_dir", "runtime", "artifact", "image_hash", "spec_hash",
-                "desired_replicas", "version", "rollout_from", "message", "created_at", "updated_at")
+                "desired_replicas", "version", "rollout_from", "message", "created_at", "updated_at",
+                "models")
+#: columns added after the first release: (table, column, type), added to an older state.db on open
+_ADDED_COLUMNS = (("apis", "models", "TEXT"),)
 
 
 def _api_from_row(row: sqlite3.Row) -> ApiRecord:
     values = dict(row)
     values["spec"] = json.loads(values["spec"])
+    values["models"] = json.loads(values["models"]) if values.get("models") else None
     return ApiRecord(**values)
 
 
 def _api_to_row(record: ApiRecord) -> tuple[Any, ...]:
-    values = {**record.__dict__, "spec": json.dumps(record.spec, sort_keys=True)}
+    values = {**record.__dict__, "spec": json.dumps(record.spec, sort_keys=True),
+              "models": json.dumps(record.models, sort_keys=True) if record.models else None}
     return tuple(values[column] for column in _API_COLUMNS)
 
 
@@ -282,6 +290,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -372,6 +384,7 @@ class Store:
             return None
         values = json.loads(rows[0]["record"])
         values["spec"] = json.loads(values["spec"])
+        values["models"] = json.loads(values["models"]) if values.get("models") else None
         return ApiRecord(**values)
 
     def versions(self, name: str) -> list[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from workbench.controller.cost import LiveHost
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.idle import IdleWatcher, rule_body
@@ -20,6 +22,7 @@ from workbench.wire.control import (
     ReplicaCounts,
     TrafficBody,
 )
+from workbench.wire.model_cache import WAITING_FOR_WEIGHTS
 from workbench.wire.units import DEFAULT_CURRENCY, from_micros
 
 GONE = (ReplicaState.STOPPING, ReplicaState.STOPPED)
@@ -69,7 +72,9 @@ def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
 
 class Views:
     def __init__(self, store: Store, fleet: Fleet, router: RouterLike, routes: RouteSync, base_url: str,
-                 idle: IdleWatcher | None = None):
+                 idle: IdleWatcher | None = None, weights: Callable[[str, str], str] | None = None):
+        #: what an API's waiting replicas wait for (ModelSync.describe): "llm → box0: 120/200 MB, …"
+        self.weights = weights
         self.store = store
         self.fleet = fleet
         self.router = router
@@ -133,8 +138,14 @@ class Views:
             runtime=record.runtime,
             artifact=record.artifact, spec_hash=record.spec_hash, updated_at=record.updated_at,
             endpoint=f"{self.base_url}/{record.name}", traffic=_traffic(self._traffic_of(record.name)),
-            autoscaling=autoscaling, split=split, message=record.message,
+            autoscaling=autoscaling, split=split, message=record.message or self._waiting(record),
         )
+
+    def _waiting(self, record: ApiRecord) -> str | None:
+        if self.weights is None or record.spec_hash is None:
+            return None
+        text = self.weights(record.name, record.spec_hash)
+        return WAITING_FOR_WEIGHTS + text if text else None
 
     def detail(self, record: ApiRecord, events: int = 20) -> ApiDetail:
         summary = self.summary(record)

@@ -99,8 +99,10 @@ class ImagePlan:
 
 
 def plan_dockerfile(loaded: LoadedSpec, offline: bool | None = None,
-                    hash_inputs: dict[str, str] | None = None) -> DockerfilePlan:
-    """The files of a `container.build` API's context and their hash (reads files, runs nothing)."""
+                    hash_inputs: dict[str, str] | None = None,
+                    exclude: frozenset[str] = frozenset()) -> DockerfilePlan:
+    """The files of a `container.build` API's context and their hash (reads files, runs nothing);
+    the project-relative paths in `exclude` (model weights) stay out."""
     spec, project = loaded.spec, Path(loaded.project_dir).resolve()
     container = spec.container
     if container is None or container.build is None:
@@ -112,10 +114,11 @@ def plan_dockerfile(loaded: LoadedSpec, offline: bool | None = None,
     spec_file = Path(loaded.file).resolve()
     skip = {spec_file.relative_to(project).as_posix()} if spec_file.is_relative_to(project) else set()
     # walk_files names them "./<path>"; the context has them at its root
-    walked = walk_files(project, ".", IgnoreRules.for_project(project))
+    walked = walk_files(project, ".", IgnoreRules.for_project(project), skip=exclude)
     entries = [Entry(entry.name.removeprefix("./"), source=entry.source, executable=entry.executable)
                for entry in walked]
-    entries = [entry for entry in entries if entry.name not in skip]
+    entries = [entry for entry in entries if entry.name not in skip and entry.name not in exclude
+               and not any(entry.name.startswith(rel + "/") for rel in exclude)]
     names = {entry.name for entry in entries}
     if MANIFEST in names:
         raise ContextError(f"{project / MANIFEST}: workbench writes a file of that name into the build "

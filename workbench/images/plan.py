@@ -144,10 +144,20 @@ class BuildPlan:
         }
 
 
+def left_out(entries: list[Entry], prefix: str, exclude: frozenset[str]) -> list[Entry]:
+    """`entries` less those at or under the project-relative paths in `exclude`."""
+    if not exclude:
+        return entries
+    marks = tuple(f"{prefix}{rel}" for rel in exclude)
+    return [e for e in entries if not any(e.name == m or e.name.startswith(m + "/") for m in marks)]
+
+
 def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None,
-               target: WheelTarget | None = None, hash_inputs: dict[str, str] | None = None) -> BuildPlan:
+               target: WheelTarget | None = None, hash_inputs: dict[str, str] | None = None,
+               exclude: frozenset[str] = frozenset()) -> BuildPlan:
     """Collect the files and settings of one API's context and hash them (reads files, runs
-    nothing)."""
+    nothing). `exclude` names project-relative files and folders that stay out (model weights,
+    which reach hosts through their caches)."""
     if runtime not in ("docker", "process"):
         raise ContextError(f"runtime must be docker or process, not {runtime!r}")
     spec, project = loaded.spec, Path(loaded.project_dir)
@@ -161,7 +171,8 @@ def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None
         if not wheel_dir.is_dir():
             raise ContextError(f"image.wheelhouse folder {image.wheelhouse} not found in {project}")
         wheel_rel = wheel_dir.relative_to(project.resolve()).as_posix()
-    entries = project_files(project, frozenset({wheel_rel}) if wheel_rel else frozenset())
+    skipped = (frozenset({wheel_rel}) if wheel_rel else frozenset()) | exclude
+    entries = left_out(project_files(project, skipped), "project/", exclude)
     # the spec file carries settings that go to the replica at start, not into the artifact
     spec_file = Path(loaded.file).resolve()
     if spec_file.is_relative_to(project.resolve()):

@@ -217,6 +217,29 @@ def _check_files(spec: ApiSpec, project: Path, file: Path, line: int | None) -> 
     return problems
 
 
+def _check_models(spec: ApiSpec, project: Path, file: Path, where: Any, lines: _Lines) -> list[Problem]:
+    """A workstation folder or file named as a model's source must be there."""
+    problems = []
+    for index, model in enumerate(spec.model_specs):
+        source = model.parsed
+        if source.kind != "local":
+            continue
+        loc = ("model", "source") if spec.model is not None else ("models", index, "source")
+        field = ".".join(str(part) for part in loc)
+        path = source.local_path(project)
+        line = _line_of(where, loc, lines)
+        if not path.exists():
+            problems.append(Problem(file, line, field, f"{source.path} not found (looked for {path})"))
+        elif not (path.is_file() or path.is_dir()):
+            problems.append(Problem(file, line, field, f"{path} is neither a file nor a folder"))
+        elif path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+            problems.append(Problem(file, line, field, f"the folder {path} holds no files"))
+        elif path == project.resolve():
+            problems.append(Problem(file, line, field, "the model cannot be the whole project folder; "
+                                    "put the weights in a folder of their own (e.g. ./weights)"))
+    return problems
+
+
 def load_specs(path: Path | str) -> list[LoadedSpec]:
     """Load every API of a workbench.yaml (a folder holding one, or the file itself)."""
     return load_spec_file(path).apis
@@ -281,6 +304,7 @@ def load_spec_file(path: Path | str) -> SpecFile:
         where = ("container", "build") if spec.container is not None else ("predictor",)
         section_line = _line_of(document, where, lines) or api_line
         problems.extend(_check_files(spec, project, file, section_line))
+        problems.extend(_check_models(spec, project, file, document, lines))
         loaded.append(LoadedSpec(spec, project, file))
     splitter_names = {s.spec.name for s in splitters}
     for splitter in splitters:

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from workbench.spec.weights import ModelSpec, check_models
 from workbench.wire.replica import CONTAINER_PORT, ServingConfig
 
 API_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -453,11 +454,29 @@ class ApiSpec(_Strict):
     image: ImageSpec = Field(default_factory=ImageSpec)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     update: UpdateSpec = Field(default_factory=UpdateSpec)
+    model: ModelSpec | None = Field(None, description="weights the replicas see read-only (not in the image)")
+    models: list[ModelSpec] | None = Field(None, description="several models, each as `model`")
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_api_name(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[ModelSpec] | None, info: ValidationInfo) -> list[ModelSpec] | None:
+        if value is None:
+            return value
+        if info.data.get("model") is not None:
+            raise ValueError("set either model (one) or models (a list), not both")
+        return check_models(value)
+
+    @property
+    def model_specs(self) -> list[ModelSpec]:
+        """The API's models: `model`, or the `models` list (empty when it has none)."""
+        if self.model is not None:
+            return [self.model]
+        return list(self.models or [])
 
     @field_validator("container")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from workbench.wire.model_cache import ModelMount
 from workbench.wire.replica import HealthCheck, RuntimeConfig, RuntimeKind, ServerConfig, Strict
 
 #: How the predictor runtime is probed: its /readyz on the serving port.
@@ -34,11 +35,17 @@ class ReplicaRequest(Strict):
     #: Fractional sharing (`compute.gpu: 0.5`): the share of each GPU in gpu_ids this replica
     #: uses; None means whole GPUs, never shared.
     gpu_share: float | None = Field(None, gt=0, lt=1)
+    #: Model versions in the host's cache the replica sees read-only; None (left out of the request
+    #: when there are none, so an agent of an earlier version reads it as before).
+    models: list[ModelMount] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> ReplicaRequest:
         if (self.runtime_config is None) == (self.server is None):
             raise ValueError("give exactly one of runtime_config (a predictor) and server (a container API)")
+        mounts = [m.mount for m in self.models or []]
+        if len(set(mounts)) != len(mounts):
+            raise ValueError("two models share one mount path")
         return self
 
     @property

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaState
+from workbench.wire.model_cache import CacheReport
 from workbench.wire.replica import RuntimeKind
 from workbench.wire.units import (
     DEFAULT_CURRENCY,
@@ -186,6 +187,7 @@ class AddHostRequest(_Body):
     ca_cert: str | None = Field(None, description="direct: PEM file verifying the agent's TLS certificate")
     price: Price | None = Field(None, description="what the box costs per hour, e.g. 2.40")
     currency: Currency | None = Field(None, description="ISO 4217 code of the price (default USD)")
+    cache_limit: int | None = Field(None, gt=0, description="the most its model cache may hold, in bytes")
 
 
 class HostEvent(BaseModel):
@@ -202,10 +204,11 @@ class HostEvent(BaseModel):
 
 
 class HostSettingsRequest(_Body):
-    """PATCH /v1/hosts/{name}: what the host costs."""
+    """PATCH /v1/hosts/{name}: change a host's settings; what is left out stays as it is."""
 
     price: Price | None = Field(None, description="per hour, e.g. 2.40; 0 for a free machine")
     currency: Currency | None = Field(None, description="ISO 4217 code (default: unchanged, else USD)")
+    cache_limit: int | None = Field(None, ge=0, description="bytes its model cache may hold; 0: no limit")
 
 
 class IdleRuleRequest(_Body):
@@ -230,6 +233,39 @@ class IdlePlanBody(BaseModel):
     steps: list[str] = Field(default_factory=list)  # what happens once the host is idle
     quiet_since: float | None = None
     idle: bool = False
+
+
+class ModelPullRequest(_Body):
+    """POST /v1/models/pulls: put a model's version in a host's cache before any API needs it."""
+
+    source: str = Field(description="an absolute path on the controller's machine, hf://org/name[@rev] or "
+                        "https://…")
+    host: str
+    name: str | None = None
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    sha256: str | None = None
+
+
+class HostModelsBody(BaseModel):
+    """One host's model cache, as GET /v1/models lists it."""
+
+    host: str
+    cache: CacheReport | None = None
+    error: str | None = None  # the host's agent did not answer
+
+
+class RemovedModel(BaseModel):
+    host: str
+    id: str
+    name: str
+
+
+class ModelsRemovedBody(BaseModel):
+    """DELETE /v1/models/{ref}: the versions removed, and the hosts that kept theirs (and why)."""
+
+    removed: list[RemovedModel] = Field(default_factory=list)
+    refused: dict[str, str] = Field(default_factory=dict)  # host -> why
 
 
 class RemovedHostBody(BaseModel):

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from workbench.clients.agent import AsyncAgentClient
 from workbench.controller.state import RemoteRecord
+from workbench.weights.transfer import AgentApiSender, BlobSender
 from workbench.wire.control import HostEvent
 from workbench.wire.errors import BadRequest, Failed
+from workbench.wire.model_cache import PrepareAnswer
 
 Emit = Callable[[HostEvent], None]
 
@@ -110,6 +112,10 @@ class HostLink(ABC):
     @abstractmethod
     def endpoint(self, replica_url: str, replica_id: str) -> ReplicaEndpoint:
         """What the router uses for a replica that listens at `replica_url` on the host."""
+
+    def blob_sender(self, client: AsyncAgentClient, prepared: PrepareAnswer) -> BlobSender:
+        """How model files from this machine reach the host's cache (the agent's API, by default)."""
+        return AgentApiSender(client)
 
     # -- state ----------------------------------------------------------------------------------
     @property
