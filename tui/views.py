@@ -24,7 +24,7 @@ HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "
 GPU_COLUMNS = ("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "RECENT UTIL", "USED BY")
 API_COLUMNS = ("NAME", "STATUS", "READY", "REQ/S", "TREND", "P50", "P99", "2XX", "4XX", "5XX", "UPDATED")
 STATUS_STYLE = {"live": "green", "error": "bold red", "updating": "yellow", "starting": "yellow",
-                "pending": "yellow", "scaled_to_zero": "dim", "splitter": "cyan"}
+                "pending": "yellow", "scaled-to-zero": "dim", "splitter": "cyan"}
 
 
 @dataclass(frozen=True)

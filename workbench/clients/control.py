@@ -88,10 +88,12 @@ class ControlCalls:
         return Call("GET", f"/v1/hosts/{quoted(name)}", parse=_model(HostBody))
 
     @staticmethod
-    def events(api: str | None = None, limit: int = 100) -> Call[list[EventBody]]:
+    def events(api: str | None = None, limit: int = 100, since: float | None = None) -> Call[list[EventBody]]:
         params: dict[str, Any] = {"limit": limit}
         if api:
             params["api"] = api
+        if since is not None:
+            params["since"] = repr(since)
         return Call("GET", "/v1/events", params=params, parse=lambda r: _EVENT_LIST.validate_json(r.content))
 
     @staticmethod
@@ -101,11 +103,17 @@ class ControlCalls:
                       parse_line=DeployEvent.model_validate_json, what="deployment")
 
     @staticmethod
-    def logs(name: str, *, tail: int = 100, follow: bool = False, replica: str | None = None) -> Stream[str]:
-        """The API's replicas' log lines (merged); with follow, until the replicas go away."""
+    def logs(name: str, *, tail: int = 100, follow: bool = False, replica: str | None = None,
+             timestamps: bool = False, since: float | None = None) -> Stream[str]:
+        """The API's replicas' log lines (merged); with follow, until the replicas go away. With
+        timestamps each line starts with its RFC 3339 time; `since` (a Unix time) skips older ones."""
         params: dict[str, Any] = {"tail": tail, "follow": _flag(follow)}
         if replica:
             params["replica"] = replica
+        if timestamps:
+            params["timestamps"] = "true"
+        if since is not None:
+            params["since"] = repr(since)
         return Stream("GET", f"/v1/apis/{quoted(name)}/logs", params=params, what="log", skip_blank=False)
 
     @staticmethod

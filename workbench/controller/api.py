@@ -154,15 +154,15 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             raise BadRequest("give replicas (a fixed count) or min_replicas/max_replicas (autoscaled)")
         if spec.autoscaling is None:
             if body.min_replicas is not None or body.max_replicas is not None:
-                raise BadRequest(f"{name} has a fixed replica count; scale it with replicas "
-                                    "(or deploy it with an autoscaling block)")
+                raise BadRequest(f"{name} has a fixed replica count; scale it with --replicas N "
+                                 "(or deploy it with an autoscaling block for --min/--max)")
             assert body.replicas is not None
             new_spec = spec.model_copy(update={"replicas": body.replicas})
             desired = body.replicas
             text = f"replicas {record.desired_replicas} → {desired}"
         else:
             if body.replicas is not None:
-                raise BadRequest(f"{name} is autoscaled; set min_replicas and/or max_replicas instead")
+                raise BadRequest(f"{name} is autoscaled; set its bounds with --min N and/or --max N instead")
             bounds = spec.autoscaling.model_dump()
             for key in ("min_replicas", "max_replicas"):
                 if getattr(body, key) is not None:
@@ -182,7 +182,14 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         deps.events.record("scale", text, api=name, data=body.model_dump(exclude_none=True))
         deps.routes.sync()
         deps.reconciler.trigger()
-        return views.summary(record_of(name))
+        summary = views.summary(record_of(name))
+        more = desired - len(live_replicas(name))
+        if more > 0:  # say now what the reconciler would find: not all of them fit
+            placed, failed = deps.reconciler.room_for(record_of(name), more)
+            if failed is not None:
+                summary.message = (f"room for {placed} of {more} more replica(s) now ({failed.shortage}): "
+                                   f"{failed.reason}; the rest start when a host has room")
+        return summary
 
     @v1.post("/apis/{name}/replicas/{replica_id}/restart", status_code=202, responses={404: {}})
     async def restart_replica(name: str, replica_id: str) -> dict[str, Any]:
@@ -191,10 +198,9 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         if not match:
             known = ", ".join(r.id for _, r in live_replicas(name)) or "none"
             raise NotFound(f"{name} has no replica {replica_id!r} (replicas: {known})")
-        deps.reconciler.replacing.add(replica_id)
         deps.events.record("replica", f"restart of replica {replica_id} requested (replaced by a new one)",
                            api=name, data={"replica": replica_id})
-        deps.reconciler.trigger()
+        deps.reconciler.restart(name, replica_id)
         return {"name": name, "replica": replica_id, "message": "a new replica replaces it once ready"}
 
     @v1.get("/apis/{name}/logs", response_class=PlainTextResponse, responses={404: {}})
@@ -264,9 +270,14 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             raise BadRequest("the local agent is upgraded with the workstation's workbench")
         return ndjson(manager().upgrade(name))
 
-    @v1.get("/events", response_model=list[EventBody])
-    async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[EventBody]:
-        return [event_body(e) for e in store.events(api, limit)]
+    @v1.get("/events", response_model=list[EventBody], responses={404: {"description": "unknown API"}})
+    async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                     since: float | None = Query(None, description="only events at or after this "
+                                                 "time (seconds since the epoch)")) -> list[EventBody]:
+        found = store.events(api, limit, since=since)
+        if api is not None and not found and store.get_api(api) is None and not store.events(api, 1):
+            record_of(api)  # a name nothing ever happened to: 404, as everywhere
+        return [event_body(e) for e in found]
 
     app.include_router(v1)
 

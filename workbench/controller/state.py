@@ -248,10 +248,17 @@ class Store:
         return self._run("INSERT INTO events (at, api, kind, message, data) VALUES (?, ?, ?, ?, ?)",
                          (at, api, kind, message, json.dumps(data, default=str)))
 
-    def events(self, api: str | None = None, limit: int = 100) -> list[EventRecord]:
-        if api is None:
-            rows = self._all("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self._all("SELECT * FROM events WHERE api = ? ORDER BY id DESC LIMIT ?", (api, limit))
+    def events(self, api: str | None = None, limit: int = 100,
+               since: float | None = None) -> list[EventRecord]:
+        """The last `limit` events (of `api`; at or after `since`), oldest first."""
+        where, args = [], []
+        if api is not None:
+            where.append("api = ?")
+            args.append(api)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._all(f"SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?", (*args, limit))
         return [EventRecord(id=r["id"], at=r["at"], api=r["api"], kind=r["kind"], message=r["message"],
                             data=json.loads(r["data"])) for r in reversed(rows)]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaState
 from workbench.wire.replica import RuntimeKind
 
-ApiStatus = Literal["live", "updating", "starting", "error", "scaled_to_zero", "pending", "splitter"]
+ApiStatus = Literal["live", "updating", "starting", "error", "scaled-to-zero", "pending", "splitter"]
 
 
 class _Body(BaseModel):
@@ -45,6 +45,8 @@ class DeployResultBody(BaseModel):
     unchanged: bool = False
     replaced: int = 0
     endpoint: str
+    #: what the deploy changed that the user did not ask for here, e.g. "replicas 2 → 1, as workbench.yaml says"
+    notes: list[str] = Field(default_factory=list)
 
 
 class ScaleRequest(_Body):
@@ -87,8 +89,10 @@ class ApiSummary(BaseModel):
     traffic: TrafficBody = Field(default_factory=TrafficBody)
     autoscaling: dict[str, Any] | None = None  # min/max/target when autoscaled
     split: list[dict[str, Any]] = Field(default_factory=list)  # for traffic splitters
-    #: Why the API is not as asked, e.g. "pending: no host has room for a replica: box: 0 GPUs free …"
+    #: Why the API is not as asked, e.g. "pending (no GPU): no host has room for a replica: box: 0 GPUs free …"
     message: str | None = None
+    #: Replicas asked for that no host has room for while others serve, e.g. "1 pending: no CPU"
+    note: str | None = None
 
 
 class ReplicaBody(BaseModel):
