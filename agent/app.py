@@ -19,15 +19,26 @@ from workbench.agent.gpu import metrics as gpu_metrics
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
 from workbench.agent.hostinfo import host_info
+from workbench.agent.images import list_artifacts, remove_artifact
 from workbench.agent.proxy import forward as proxy_forward
-from workbench.agent.runtimes.base import LogFollower, check_artifact_name
+from workbench.agent.runtimes.base import LogFollower, LogQuery, check_artifact_name
 from workbench.agent.runtimes.docker import DockerRuntime
 from workbench.agent.supervisor import Supervisor
 
 from workbench import __version__
-from workbench.wire.agent import BuildEvent, DockerStatus, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
+from workbench.wire.agent import (
+    BuildEvent,
+    DockerStatus,
+    GpuReport,
+    HostInfo,
+    RemovedArtifact,
+    ReplicaInfo,
+    ReplicaRequest,
+    StoredArtifact,
+)
 from workbench.wire.errors import BadRequest, Unavailable
 from workbench.wire.handlers import install_error_handlers
+from workbench.wire.replica import RuntimeKind
 
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
@@ -161,13 +172,16 @@ def create_app(
 
     @v1.get("/replicas/{replica_id}/logs")
     async def replica_logs(
-        replica_id: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False
+        replica_id: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
+        timestamps: bool = Query(False, description="lead each line with its RFC 3339 time"),
+        since: float | None = Query(None, ge=0, description="only lines written at or after this Unix time"),
     ) -> Response:
         r = supervisor.get(replica_id)
+        query = LogQuery(since=since, timestamps=timestamps)
         if not follow:
-            lines = await asyncio.to_thread(r.runtime.log_tail, r.handle, tail)
+            lines = await asyncio.to_thread(r.runtime.log_tail, r.handle, tail, query)
             return Response("".join(line + "\n" for line in lines), media_type="text/plain")
-        follower = await asyncio.to_thread(r.runtime.follow_logs, r.handle, tail)
+        follower = await asyncio.to_thread(r.runtime.follow_logs, r.handle, tail, query)
         return StreamingResponse(_follow(follower), media_type="text/plain")
 
     @v1.api_route("/replicas/{replica_id}/proxy/{path:path}",
@@ -179,6 +193,17 @@ def create_app(
         if not r.handle.url:
             raise Unavailable(f"replica {replica_id} has no address yet ({r.state.value})")
         return await proxy_forward(request, replica_id, r.handle.url, path)
+
+    @v1.get("/images", response_model=list[StoredArtifact])
+    async def images() -> list[StoredArtifact]:
+        """The API images and bundles built here (what `workbench image prune` chooses from)."""
+        return await asyncio.to_thread(list_artifacts, supervisor)
+
+    @v1.delete("/images", response_model=RemovedArtifact, responses={404: {}, 409: {"description": "in use"}})
+    async def remove_image(runtime: RuntimeKind, artifact: str) -> RemovedArtifact:
+        if err := check_artifact_name(artifact):
+            raise BadRequest(err)
+        return await asyncio.to_thread(remove_artifact, supervisor, runtime, artifact)
 
     @v1.get("/artifacts")
     async def artifact(runtime: str, name: str) -> JSONResponse:

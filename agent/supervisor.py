@@ -17,6 +17,7 @@ from workbench.agent.probe import is_ready
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
+    LogQuery,
     Runtime,
     RuntimeUnavailable,
     describe_exit,
@@ -31,7 +32,7 @@ TICK_SECONDS = 1.0
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 HEALTHY_RESET_SECONDS = 300.0
-LOG_TAIL_LINES = 30
+LOG_TAIL_LINES = 50  # of the failed run only: a Python traceback is often 30 lines
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Replica:
     restart_at: float | None = None
     backoff: float = BACKOFF_START
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: when the current run was started: a failure's log tail is that run's output, not the
+    #: previous runs' (a replica restarted N times would show N tracebacks, the first one cut)
+    run_since: float | None = None
 
     @property
     def id(self) -> str:
@@ -153,11 +157,13 @@ class Supervisor:
         status = await asyncio.to_thread(r.runtime.status, r.handle)
         if status.external_restarts:
             r.handle.restarts += status.external_restarts
-            r.handle.started_at = now
+            r.handle.started_at = r.run_since = now
             r.ready_since = None
         if not status.running:
             # gather everything before publishing the state: readers see a complete report
-            tail = await asyncio.to_thread(r.runtime.log_tail, r.handle, LOG_TAIL_LINES)
+            since = r.run_since if r.run_since is not None else r.handle.started_at
+            tail = await asyncio.to_thread(r.runtime.log_tail, r.handle, LOG_TAIL_LINES,
+                                           LogQuery(since=since))
             if status.exit_code is None and status.detail:
                 message = status.detail
             else:
@@ -191,6 +197,7 @@ class Supervisor:
         r.restart_at = None
         try:
             r.handle.restarts += 1
+            r.run_since = time.time()
             await asyncio.to_thread(r.runtime.restart, r.handle)
         except (ArtifactMissing, RuntimeUnavailable, OSError, Exception) as e:
             r.state, r.message = ReplicaState.FAILED, f"restart failed: {e}"
@@ -280,15 +287,16 @@ class Supervisor:
                 f"{request.runtime} artifact {request.artifact!r} does not exist on this host: "
                 "build it first (POST /v1/builds)"
             )
+        started = time.time()
         try:
-            handle = await asyncio.to_thread(rt.create, replica_id, request, time.time())
+            handle = await asyncio.to_thread(rt.create, replica_id, request, started)
         except ArtifactMissing as e:
             raise NotFound(f"artifact {e} does not exist: build it first") from e
         except RuntimeUnavailable as e:
             raise Unavailable(str(e)) from e
         except Exception as e:
             raise Failed(f"cannot start replica: {e}") from e
-        r = Replica(runtime=rt, handle=handle)
+        r = Replica(runtime=rt, handle=handle, run_since=started)
         self.replicas[replica_id] = r
         log.info("created %s replica %s of %s", rt.kind, replica_id, request.api)
         return r.info()

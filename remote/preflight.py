@@ -147,8 +147,9 @@ def check_sftp(host: SSHHost) -> Check:
             sftp.normalize(".")
     except (paramiko.SSHException, OSError, EOFError) as error:
         return Check("SFTP", "fail", f"sshd offers no SFTP subsystem ({error or type(error).__name__})",
-                     "add `Subsystem sftp internal-sftp` (or the path of sftp-server) to /etc/ssh/sshd_config "
-                     "and reload sshd, or ask the provider; workbench uploads the agent over SFTP")
+                     "add `Subsystem sftp internal-sftp` (or the path of sftp-server) to "
+                     "/etc/ssh/sshd_config and reload sshd, or ask the provider; workbench uploads the "
+                     "agent over SFTP")
     except WorkbenchError as error:
         return Check("SFTP", "fail", str(error), "enable the SFTP subsystem of the box's sshd")
     return Check("SFTP", "pass", "the SFTP subsystem answers")

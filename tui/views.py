@@ -20,7 +20,7 @@ from workbench.tui.widgets import bar, spark
 from workbench.wire.agent import GpuInfo
 from workbench.wire.control import ApiSummary, HostBody
 
-HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPL")
+HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPLICAS")
 GPU_COLUMNS = ("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "RECENT UTIL", "USED BY")
 API_COLUMNS = ("NAME", "STATUS", "READY", "REQ/S", "TREND", "P50", "P99", "2XX", "4XX", "5XX", "UPDATED")
 STATUS_STYLE = {"live": "green", "error": "bold red", "updating": "yellow", "starting": "yellow",

@@ -18,6 +18,7 @@ from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
     LogFollower,
+    LogQuery,
     RunStatus,
     Runtime,
     RuntimeUnavailable,
@@ -284,15 +285,24 @@ class DockerRuntime(Runtime):
         self._restart_counts.pop(handle.container_id or "", None)
 
     # -- logs --------------------------------------------------------------------------------
-    def log_tail(self, handle: Handle, lines: int) -> list[str]:
+    def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
         c = self._container(handle)
-        if c is None:
+        if c is None or lines <= 0:
             return []
-        data = c.logs(tail=lines)
+        data = c.logs(tail=lines, **_log_options(query))
         return data.decode(errors="replace").splitlines()
 
-    def follow_logs(self, handle: Handle, tail: int) -> LogFollower:
+    def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
         c = self._container(handle)
         if c is None:
             return _StreamFollower(iter(()))
-        return _StreamFollower(c.logs(stream=True, follow=True, tail=tail))
+        return _StreamFollower(c.logs(stream=True, follow=True, tail=tail, **_log_options(query)))
+
+
+def _log_options(query: LogQuery | None) -> dict[str, Any]:
+    """Docker keeps each line's time: `docker logs --timestamps --since` as the SDK takes them."""
+    query = query or LogQuery()
+    options: dict[str, Any] = {"timestamps": query.timestamps}
+    if query.since is not None:
+        options["since"] = float(query.since)
+    return options

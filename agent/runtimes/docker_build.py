@@ -78,7 +78,9 @@ def build_image(
         except (BadContext, BaseImageError) as e:
             yield BuildEvent(kind="error", message=str(e))
             return
-        labels = {LABEL_IMAGE_HASH: spec.image_hash} if spec.image_hash else {}
+        # workbench's own Dockerfile sets the label already: a second one would be a second step
+        labels = ({LABEL_IMAGE_HASH: spec.image_hash}
+                  if spec.image_hash and f"LABEL {LABEL_IMAGE_HASH}=" not in dockerfile else {})
         try:
             with open(path, "rb") as f:
                 stream = build_client.build(

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
     LogFollower,
+    LogQuery,
     RunStatus,
     Runtime,
 )
@@ -59,6 +61,7 @@ class ProcessRuntime(Runtime):
         self.replicas_dir = replicas_dir
         self.bundles = BundleBuilder(bundles_dir)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._stampers: dict[int, subprocess.Popen[bytes]] = {}  # replica pid -> its logstamp
 
     # -- artifacts ---------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -130,28 +133,40 @@ class ProcessRuntime(Runtime):
         sock = _bind(old_port if isinstance(old_port, int) else None)
         port = sock.getsockname()[1]
         fd = sock.fileno()
+        # the replica writes into a pipe; logstamp appends each line with its time to the log
+        stamper = subprocess.Popen(
+            [sys.executable, "-m", "workbench.agent.logstamp", str(self.log_path(handle.replica_id))],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert stamper.stdin is not None
         try:
-            with open(self.log_path(handle.replica_id), "ab") as log:
-                proc = subprocess.Popen(
-                    [
-                        str(bundle / "venv" / "bin" / "python"),
-                        "-m",
-                        "workbench.serving",
-                        "--fd",
-                        str(fd),
-                        "--replica-id",
-                        handle.replica_id,
-                    ],
-                    cwd=bundle / "project",
-                    env=self._env(handle.request, bundle),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(fd,),
-                    start_new_session=True,
-                )
+            proc = subprocess.Popen(
+                [
+                    str(bundle / "venv" / "bin" / "python"),
+                    "-m",
+                    "workbench.serving",
+                    "--fd",
+                    str(fd),
+                    "--replica-id",
+                    handle.replica_id,
+                ],
+                cwd=bundle / "project",
+                env=self._env(handle.request, bundle),
+                stdin=subprocess.DEVNULL,
+                stdout=stamper.stdin,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                start_new_session=True,
+            )
+        except BaseException:
+            stamper.kill()
+            stamper.wait()
+            raise
         finally:
+            stamper.stdin.close()  # the replica holds the pipe's only writing end now
             sock.close()
+        self._stampers[proc.pid] = stamper
         self._children[proc.pid] = proc
         handle.pid = proc.pid
         handle.url = f"http://127.0.0.1:{port}"
@@ -243,14 +258,18 @@ class ProcessRuntime(Runtime):
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        stamper = self._stampers.pop(handle.pid or -1, None)
+        if stamper is not None:  # it ends at the replica's last output; wait briefly, never kill
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stamper.wait(timeout=2)
 
     def remove(self, handle: Handle) -> None:
         for path in (self.meta_path(handle.replica_id), self.log_path(handle.replica_id)):
             path.unlink(missing_ok=True)
 
     # -- logs --------------------------------------------------------------------------------
-    def log_tail(self, handle: Handle, lines: int) -> list[str]:
-        return tail_lines(self.log_path(handle.replica_id), lines)
+    def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
+        return tail_lines(self.log_path(handle.replica_id), lines, query)
 
-    def follow_logs(self, handle: Handle, tail: int) -> LogFollower:
-        return FileFollower(self.log_path(handle.replica_id), tail)
+    def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
+        return FileFollower(self.log_path(handle.replica_id), tail, query=query)

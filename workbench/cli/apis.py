@@ -51,7 +51,8 @@ def deploy(
                     results = event.results
                 elif event.kind == "error":
                     display.stop()
-                    render.fail(event.message, event.log_tail[-30:])
+                    tail = event.log_tail
+                    render.fail(event.message + ("; its output:" if tail else ""), tail)
                     raise typer.Exit(1)
                 else:
                     display.show(event)

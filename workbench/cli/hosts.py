@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from pydantic import ValidationError
 
 from workbench.cli import render

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -60,7 +60,8 @@ def image_prune(
         render.print_json(pruned.model_dump(mode="json"))
         return
     verb = "would remove" if dry_run else "removed"
-    rows = [[render.plain(item.host), render.plain(item.artifact), render.plain(item.api or "-"),
+    rows: list[list[Any]] = [[render.plain(item.host), render.plain(item.artifact),
+                              render.plain(item.api or "-"),
              f"{item.size_bytes / 2**20:.0f} MiB" if item.size_bytes is not None else "-",
              render.plain(item.why)] for item in pruned.removed]
     if rows:

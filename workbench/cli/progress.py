@@ -9,7 +9,6 @@ from rich.status import Status
 from rich.text import Text
 
 from workbench.cli.render import sanitize
-
 from workbench.wire.control import DeployEvent
 
 

@@ -262,9 +262,24 @@ def api_detail(api: ApiDetail) -> Group:
 # -- events ----------------------------------------------------------------------------------------
 def events_table(events: list[EventBody], *, with_api: bool = True) -> Table:
     columns = ["AGE", *(["API"] if with_api else []), "KIND", "MESSAGE"]
-    rows = [[age(e.at), *([plain(e.api or "-")] if with_api else []), plain(e.kind), plain(e.message)]
+    rows = [[age(e.at), *([plain(e.api or "-")] if with_api else []), plain(e.kind), _event_text(e)]
             for e in events]
     return _table(columns, rows, names=("API",), wrap=("MESSAGE",))
+
+
+def _event_text(event: EventBody) -> Text:
+    """An event's message, and the output it carries (a replica that failed to start)."""
+    text = plain(event.message)
+    tail = event.data.get("log_tail")
+    if isinstance(tail, list) and tail:
+        text.append(": its output:" if event.kind == "rollout" else "; output:")
+        for line in tail[-EVENT_TAIL_LINES:]:
+            text.append("\n│ " + sanitize(str(line)), style="dim")
+    return text
+
+
+#: lines of a failed replica's output shown under its event
+EVENT_TAIL_LINES = 50
 
 
 # -- hosts -----------------------------------------------------------------------------------------
@@ -342,12 +357,13 @@ def gpus_view(host: str, report: GpuReport) -> Group:
     """`workbench host show NAME`'s GPU section: a SIMULATED banner when it is the fixture."""
     parts: list[Any] = []
     if report.source == "fixture":
-        parts.append(Text.from_markup(
-            "[bold black on yellow] SIMULATED GPUs [/bold black on yellow] "
-            "[yellow]these values come from WORKBENCH_FAKE_GPUS (test and demo only), not from a GPU[/yellow]"))
+        parts.append(Text.assemble(
+            (" SIMULATED GPUs ", "bold black on yellow"), " ",
+            ("these values come from WORKBENCH_FAKE_GPUS (test and demo only), not from a GPU", "yellow")))
     versions = (f"driver {report.driver_version or 'N/A'}  NVML {report.nvml_version or 'N/A'}  "
                 f"CUDA {report.cuda_driver_version or 'N/A'}")
-    parts.append(Text.assemble((f"GPUs on {sanitize(host)}", "bold"), plain(f" ({report.source})  {versions}")))
+    parts.append(Text.assemble((f"GPUs on {sanitize(host)}", "bold"),
+                               plain(f" ({report.source})  {versions}")))
     if report.note:
         parts.append(plain(f"note: {report.note}"))
     if not report.gpus:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -29,4 +29,4 @@ def parse_since(text: str, now: float | None = None) -> float:
                          "(2026-01-02T13:23:37Z, or a Unix timestamp)") from None
     if moment.tzinfo is None:
         moment = moment.astimezone()  # local time, as docker reads it
-    return moment.astimezone(timezone.utc).timestamp()
+    return moment.astimezone(UTC).timestamp()

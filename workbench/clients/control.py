@@ -33,6 +33,7 @@ from workbench.wire.control import (
     FleetGpusBody,
     HostBody,
     HostEvent,
+    PruneBody,
     RemovedHostBody,
     ScaleRequest,
 )
@@ -95,6 +96,11 @@ class ControlCalls:
         if since is not None:
             params["since"] = repr(since)
         return Call("GET", "/v1/events", params=params, parse=lambda r: _EVENT_LIST.validate_json(r.content))
+
+    @staticmethod
+    def prune_images(keep: int = 2, dry_run: bool = False) -> Call[PruneBody]:
+        return Call("POST", "/v1/images/prune", json={"keep": keep, "dry_run": dry_run}, timeout=_LONG,
+                    parse=_model(PruneBody))
 
     @staticmethod
     def deploy(request: DeployRequest) -> Stream[DeployEvent]:
@@ -181,6 +187,7 @@ class ControlClient(SyncCore):
     remove_host = sync_call(ControlCalls.remove_host)
     add_host = sync_stream(ControlCalls.add_host)
     upgrade_host = sync_stream(ControlCalls.upgrade_host)
+    prune_images = sync_call(ControlCalls.prune_images)
 
 
 class AsyncControlClient(AsyncCore):
@@ -207,3 +214,4 @@ class AsyncControlClient(AsyncCore):
     remove_host = async_call(ControlCalls.remove_host)
     add_host = async_stream(ControlCalls.add_host)
     upgrade_host = async_stream(ControlCalls.upgrade_host)
+    prune_images = async_call(ControlCalls.prune_images)

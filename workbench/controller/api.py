@@ -26,6 +26,7 @@ from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.gpu_api import gpu_routes
 from workbench.controller.hosts import HostManager
+from workbench.controller.images import prune
 from workbench.controller.intake import DeployInputError
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
@@ -43,6 +44,8 @@ from workbench.wire.control import (
     EventBody,
     HostBody,
     HostEvent,
+    PruneBody,
+    PruneRequest,
     RemovedHostBody,
     ScaleRequest,
 )
@@ -205,16 +208,20 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.get("/apis/{name}/logs", response_class=PlainTextResponse, responses={404: {}})
     async def logs(name: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
-                   replica: str | None = None) -> Response:
+                   replica: str | None = None,
+                   timestamps: bool = Query(False, description="lead each line with its RFC 3339 time"),
+                   since: float | None = Query(None, ge=0, description="only lines written at or after "
+                                               "this Unix time")) -> Response:
         record_of(name)
         pairs = [(h, r) for h, r in live_replicas(name) if replica is None or r.id == replica]
         if replica is not None and not pairs:
             raise NotFound(f"{name} has no replica {replica!r}")
         prefix = len(pairs) > 1
+        query = _LogQuery(tail, timestamps, since)
         if not follow:
-            chunks = await asyncio.gather(*(_tail(h, r, tail, prefix) for h, r in pairs))
+            chunks = await asyncio.gather(*(_tail(h, r, query, prefix) for h, r in pairs))
             return PlainTextResponse("".join(chunks))
-        return StreamingResponse(_follow(pairs, tail, prefix), media_type="text/plain")
+        return StreamingResponse(_follow(pairs, query, prefix), media_type="text/plain")
 
     @v1.get("/hosts", response_model=list[HostBody])
     async def hosts() -> list[HostBody]:
@@ -279,6 +286,16 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             record_of(api)  # a name nothing ever happened to: 404, as everywhere
         return [event_body(e) for e in found]
 
+    @v1.post("/images/prune", response_model=PruneBody)
+    async def prune_images(body: PruneRequest) -> PruneBody:
+        pruned = await prune(store, fleet, body)
+        if pruned.removed and not body.dry_run:
+            freed = sum(i.size_bytes or 0 for i in pruned.removed)
+            deps.events.record("image", f"pruned {len(pruned.removed)} image(s), {freed / 2**20:.0f} MiB "
+                               f"(kept the last {body.keep} version(s) of each deployed API)",
+                               data={"removed": [i.artifact for i in pruned.removed]})
+        return pruned
+
     app.include_router(v1)
 
     def agent_of(name: str) -> AsyncAgentClient | None:
@@ -293,23 +310,45 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     return app
 
 
-async def _tail(host: Host, replica: ReplicaInfo, tail: int, prefix: bool) -> str:
+@dataclass(frozen=True)
+class _LogQuery:
+    tail: int
+    timestamps: bool = False
+    since: float | None = None
+
+
+async def _tail(host: Host, replica: ReplicaInfo, query: _LogQuery, prefix: bool) -> str:
     mark = f"[{replica.id}] " if prefix else ""
     try:
-        lines = [line async for line in host.client.logs(replica.id, tail=tail)]
+        lines = [line async for line in host.client.logs(replica.id, tail=query.tail,
+                                                         timestamps=query.timestamps, since=query.since)]
     except WorkbenchError as error:
         return f"{mark}(logs unavailable: {error.status or error})\n"
-    return "".join(f"{mark}{line}\n" for line in lines)
+    return "".join(f"{mark}{_untagged(line, replica.id) if mark else line}\n" for line in lines)
 
 
-async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool) -> AsyncIterator[bytes]:
+def _untagged(line: str, replica_id: str) -> str:
+    """A line the predictor runtime tagged with its replica (``workbench: [id] serving…``) without
+    the tag, where the merge leads the line with the same ``[id]`` (its time may come first)."""
+    tag = f"workbench: [{replica_id}] "
+    stamp, _, rest = line.partition(" ")
+    if line.startswith(tag):
+        return "workbench: " + line[len(tag):]
+    if rest.startswith(tag):
+        return f"{stamp} workbench: {rest[len(tag):]}"
+    return line
+
+
+async def _follow(pairs: list[tuple[Host, ReplicaInfo]], query: _LogQuery,
+                  prefix: bool) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
 
     async def pump(host: Host, replica: ReplicaInfo) -> None:
         mark = f"[{replica.id}] " if prefix else ""
         try:
-            async for line in host.client.logs(replica.id, tail=tail, follow=True):
-                await queue.put(f"{mark}{line}\n".encode())
+            async for line in host.client.logs(replica.id, tail=query.tail, follow=True,
+                                               timestamps=query.timestamps, since=query.since):
+                await queue.put(f"{mark}{_untagged(line, replica.id) if mark else line}\n".encode())
         except WorkbenchError as error:
             await queue.put(f"{mark}(log stream ended: {error})\n".encode())
         finally:

@@ -322,7 +322,7 @@ class Reconciler:
         previous = self.store.history(record.name, record.rollout_from) if record.rollout_from else None
         left = "the previous version keeps serving" if previous else "nothing was deployed"
         message = (f"{record.name}: replica {failed.id} failed to start: {reason}; {left}. "
-                   "Fix the predictor and deploy again; its output is below.")
+                   "Fix the predictor and deploy again")
         for host, replica, view in entries:
             if view.spec_hash == record.spec_hash and host.reachable:
                 self.retire(host, replica)
@@ -332,7 +332,7 @@ class Reconciler:
         else:
             self.store.delete_api(record.name)
         self.events.record("rollout", message, api=record.name, level=logging.WARNING,
-                           data={"version": record.version, "replica": failed.id, "log_tail": tail[-20:],
+                           data={"version": record.version, "replica": failed.id, "log_tail": tail[-50:],
                                  "reverted_to": previous.version if previous else None})
         self.tracker.finish(record.name, record.version, failed=True, message=message, log_tail=tail)
         self.routes.sync()

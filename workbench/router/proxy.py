@@ -12,6 +12,7 @@ import aiohttp
 from yarl import URL
 
 from workbench.wire.errors import ConnectionFailed, TooLarge
+from workbench.wire.sizes import size_text
 
 from .asgi import Receive, Send
 from .pool import EndpointState
@@ -38,7 +39,13 @@ class ClientGone(ConnectionFailed):
 
 
 def body_too_large(limit: int) -> TooLarge:
-    return TooLarge(f"request body over {limit} bytes")
+    return TooLarge(too_large_text(limit))
+
+
+def too_large_text(limit: int) -> str:
+    """A 413's words: the limit, and the setting that raises it."""
+    return (f"request body over {size_text(limit)} ({limit} bytes); the API's limit is "
+            "serving.max_body_bytes in its workbench.yaml")
 
 
 class StreamedBody:

@@ -148,3 +148,22 @@ class BuildEvent(BaseModel):
     total_steps: int | None = None
     artifact: str | None = None
     cached: bool = False
+
+
+class StoredArtifact(BaseModel):
+    """GET /v1/images: one API image (Docker) or bundle (process runtime) built on this host."""
+
+    runtime: RuntimeKind
+    artifact: str = Field(description="the image tag, or the bundle's name")
+    api: str | None = Field(None, description="the API it was built for")
+    created_at: float | None = None
+    size_bytes: int | None = None
+    in_use: bool = Field(False, description="a replica on this host runs it")
+
+
+class RemovedArtifact(BaseModel):
+    """DELETE /v1/images: what removing one freed."""
+
+    runtime: RuntimeKind
+    artifact: str
+    freed_bytes: int | None = None

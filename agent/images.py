@@ -1,0 +1,114 @@
+"""The API images (Docker) and bundles (process runtime) built on this host: listing and removal.
+
+Only what workbench built for an API is listed: Docker images carrying the image-hash label and
+tagged ``workbench/<api>:<hash>`` (a bootstrapped base image has no such label), and the process
+runtime's bundle folders. One a replica of this agent runs (or restarts from) is never removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from docker.errors import APIError, DockerException, ImageNotFound
+from workbench.agent.runtimes.bundle import artifact_lock
+from workbench.agent.runtimes.docker import DockerRuntime
+from workbench.agent.runtimes.process import ProcessRuntime
+from workbench.agent.supervisor import Supervisor
+
+from workbench.wire.agent import RemovedArtifact, StoredArtifact
+from workbench.wire.errors import Conflict, NotFound, Unavailable
+from workbench.wire.replica import LABEL_IMAGE_HASH, RuntimeKind
+
+#: the repository of every API image: workbench/<api>:<hash>
+REPOSITORY = "workbench/"
+
+
+def _in_use(supervisor: Supervisor, runtime: RuntimeKind) -> set[str]:
+    return {r.handle.request.artifact for r in supervisor.replicas.values()
+            if r.handle.request.runtime == runtime}
+
+
+def _created(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:  # Docker writes nanoseconds: keep microseconds
+        head, _, rest = value.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{rest[:6] or '0'}+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _folder_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def list_artifacts(supervisor: Supervisor) -> list[StoredArtifact]:
+    """Every API image and bundle here, oldest first."""
+    found: list[StoredArtifact] = []
+    for kind, runtime in supervisor.runtimes.items():
+        if isinstance(runtime, DockerRuntime) and runtime.unavailable_reason() is None:
+            used = _in_use(supervisor, "docker")
+            try:
+                images = runtime.client.images.list(filters={"label": LABEL_IMAGE_HASH})
+            except DockerException as error:
+                raise Unavailable(f"docker is unavailable: {error}") from error
+            for image in images:
+                for tag in image.tags:
+                    if not tag.startswith(REPOSITORY):
+                        continue
+                    found.append(StoredArtifact(
+                        runtime="docker", artifact=tag, api=tag[len(REPOSITORY):].rsplit(":", 1)[0],
+                        created_at=_created(image.attrs.get("Created")), size_bytes=image.attrs.get("Size"),
+                        in_use=tag in used))
+        elif isinstance(runtime, ProcessRuntime) and kind == "process":
+            used = _in_use(supervisor, "process")
+            folder = runtime.bundles.bundles_dir
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if path.name.endswith(".tmp") or not runtime.bundles.exists(path.name):
+                    continue
+                found.append(StoredArtifact(
+                    runtime="process", artifact=path.name, api=path.name.rsplit("-", 1)[0],
+                    created_at=path.stat().st_mtime, in_use=path.name in used))
+    return sorted(found, key=lambda a: a.created_at or 0.0)
+
+
+def remove_artifact(supervisor: Supervisor, runtime: RuntimeKind, artifact: str) -> RemovedArtifact:
+    """Remove one; Conflict when a replica here uses it, NotFound when it is not here."""
+    if artifact in _in_use(supervisor, runtime):
+        raise Conflict(f"{artifact} is in use by a replica on this host")
+    rt = supervisor.runtime(runtime)
+    if isinstance(rt, DockerRuntime):
+        if not artifact.startswith(REPOSITORY):
+            raise NotFound(f"{artifact} is not an image workbench built for an API")
+        with artifact_lock("docker:" + artifact):
+            try:
+                image = rt.client.images.get(artifact)
+                if LABEL_IMAGE_HASH not in (image.labels or {}):
+                    raise NotFound(f"{artifact} is not an image workbench built for an API")
+                size = image.attrs.get("Size")
+                rt.client.images.remove(artifact)  # never forced: Docker keeps one a container uses
+            except ImageNotFound:
+                raise NotFound(f"no image {artifact} on this host") from None
+            except APIError as error:
+                if error.status_code == 409:
+                    raise Conflict(f"{artifact} is used by a container: {error.explanation}") from None
+                raise
+        return RemovedArtifact(runtime="docker", artifact=artifact, freed_bytes=size)
+    assert isinstance(rt, ProcessRuntime)
+    path = rt.bundles.path(artifact)
+    with artifact_lock("process:" + artifact):
+        if not path.is_dir() or path.parent != rt.bundles.bundles_dir:
+            raise NotFound(f"no bundle {artifact} on this host")
+        size = _folder_size(path)
+        shutil.rmtree(path)
+    return RemovedArtifact(runtime="process", artifact=artifact, freed_bytes=size)
