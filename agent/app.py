@@ -19,7 +19,7 @@ from workbench.agent.gpu import metrics as gpu_metrics
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
 from workbench.agent.hostinfo import host_info
-from workbench.agent.images import list_artifacts, remove_artifact
+from workbench.agent.images import BuiltImages, list_artifacts, remove_artifact
 from workbench.agent.proxy import forward as proxy_forward
 from workbench.agent.runtimes.base import LogFollower, LogQuery, check_artifact_name
 from workbench.agent.runtimes.docker import DockerRuntime
@@ -68,6 +68,14 @@ def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
         context.unlink(missing_ok=True)
 
 
+def _noting(events: Iterator[BuildEvent], built: BuiltImages) -> Iterator[BuildEvent]:
+    """A Docker build's events; an image it made (or found) is recorded as this agent's."""
+    for event in events:
+        if event.kind == "done" and event.artifact:
+            built.add(event.artifact)
+        yield event
+
+
 async def _follow(follower: LogFollower) -> AsyncIterator[bytes]:
     """Drive a blocking follower from a thread; closing it ends the thread's wait."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
@@ -105,6 +113,7 @@ def create_app(
     gpus: GpuService | None = None,
 ) -> FastAPI:
     """The FastAPI app; the supervisor and the GPU sampler start and stop with it (replicas do not)."""
+    built = BuiltImages(home.root / "images.json")  # the Docker images `image prune` may remove
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -197,13 +206,13 @@ def create_app(
     @v1.get("/images", response_model=list[StoredArtifact])
     async def images() -> list[StoredArtifact]:
         """The API images and bundles built here (what `workbench image prune` chooses from)."""
-        return await asyncio.to_thread(list_artifacts, supervisor)
+        return await asyncio.to_thread(list_artifacts, supervisor, built)
 
     @v1.delete("/images", response_model=RemovedArtifact, responses={404: {}, 409: {"description": "in use"}})
     async def remove_image(runtime: RuntimeKind, artifact: str) -> RemovedArtifact:
         if err := check_artifact_name(artifact):
             raise BadRequest(err)
-        return await asyncio.to_thread(remove_artifact, supervisor, runtime, artifact)
+        return await asyncio.to_thread(remove_artifact, supervisor, built, runtime, artifact)
 
     @v1.get("/artifacts")
     async def artifact(runtime: str, name: str) -> JSONResponse:
@@ -237,6 +246,8 @@ def create_app(
             path.unlink(missing_ok=True)
             raise
         events = rt.build(str(path), artifact)
+        if rt.kind == "docker":
+            events = _noting(events, built)
         return StreamingResponse(_ndjson(events, path), media_type="application/x-ndjson")
 
     app.include_router(v1)

@@ -110,6 +110,7 @@ class ApiDetailScreen(DataScreen):
         traffic = detail.traffic
         text = Text.assemble((detail.name, "bold"), "  ", status_text(detail.status),
                              f"  {detail.replicas.ready}/{detail.replicas.requested} ready  ",
+                             (f"({detail.note})  " if detail.note else "", "yellow"),
                              f"endpoint {fmt.url(detail.endpoint)}")
         if detail.runtime:
             text.append(f"  runtime {detail.runtime}")

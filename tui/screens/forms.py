@@ -198,6 +198,8 @@ class DeployScreen(Form):
             for result in event.results:
                 log.write(f"  {result.name} → {fmt.url(result.endpoint)}"
                           + (" (unchanged)" if result.unchanged else ""))
+                for note in result.notes:
+                    log.write(Text(f"    {note}", style="yellow"))
             self.running = False
             self.wb.poll_now()
         elif event.kind == "error":
@@ -205,8 +207,9 @@ class DeployScreen(Form):
             for line in event.log_tail[-10:]:
                 log.write(f"  │ {line}")
             self.running = False
-        else:
-            log.write(f"{prefix}{event.kind}: {event.message}")
+        else:  # the controller's words may name the API already: once is enough
+            text = event.message.removeprefix(f"{event.api}: ") if event.api else event.message
+            log.write(f"{prefix}{event.kind}: {text}")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.start()

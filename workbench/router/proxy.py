@@ -44,8 +44,7 @@ def body_too_large(limit: int) -> TooLarge:
 
 def too_large_text(limit: int) -> str:
     """A 413's words: the limit, and the setting that raises it."""
-    return (f"request body over {size_text(limit)} ({limit} bytes); the API's limit is "
-            "serving.max_body_bytes in its workbench.yaml")
+    return f"request body over {size_text(limit)}: the API's serving.max_body_bytes in workbench.yaml"
 
 
 class StreamedBody:

@@ -53,8 +53,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> str:
-    return (f"request body larger than {size_text(limit)} ({limit} bytes): serving.max_body_bytes "
-            "in the API's workbench.yaml")
+    return f"request body larger than {size_text(limit)}: the API's serving.max_body_bytes in workbench.yaml"
 
 
 def split_content_type(value: str | None) -> tuple[str, dict[str, str]]:

@@ -28,8 +28,9 @@ def parse_bytes(value: Any) -> Any:
 
 
 def size_text(value: int) -> str:
-    """Bytes as the largest binary unit that divides them: 10485760 -> "10Mi"; else bytes."""
+    """A limit as workbench.yaml would write it, with its bytes: "10Mi (10485760 bytes)", or
+    "1000 bytes" when no binary unit divides it."""
     for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
         if value >= size and value % size == 0:
-            return f"{value // size}{unit}"
+            return f"{value // size}{unit} ({value} bytes)"
     return f"{value} bytes"
