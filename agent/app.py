@@ -27,6 +27,7 @@ from workbench.agent.supervisor import Supervisor
 
 from workbench import __version__
 from workbench.wire.agent import (
+    LATEST_LOG_TIME,
     BuildEvent,
     DockerStatus,
     GpuReport,
@@ -183,7 +184,8 @@ def create_app(
     async def replica_logs(
         replica_id: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
         timestamps: bool = Query(False, description="lead each line with its RFC 3339 time"),
-        since: float | None = Query(None, ge=0, description="only lines written at or after this Unix time"),
+        since: float | None = Query(None, ge=0, le=LATEST_LOG_TIME,
+                                    description="only lines written at or after this Unix time"),
     ) -> Response:
         r = supervisor.get(replica_id)
         query = LogQuery(since=since, timestamps=timestamps)

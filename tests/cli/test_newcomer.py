@@ -90,8 +90,9 @@ def test_at_80_columns_get_merges_the_replica_counts(bench: Workbench) -> None:
     code, text = run_on_terminal([sys.executable, "-m", "workbench", "get"], bench.env, columns=80)
     assert code == 0, text
     lines = [line for line in text.splitlines() if line.strip()]
-    assert lines[0].split() == ["NAME", "STATUS", "READY", "UPDATED", "REQ/S", "P50", "P99", "2XX", "4XX",
-                                "5XX"]
+    header = lines[0].split()
+    assert header[:3] == ["NAME", "STATUS", "READY"] and {"REQ/S", "P99", "5XX"} <= set(header)
+    assert not {"UP-TO-DATE", "REQUESTED", "FAILED"} & set(header)  # one READY: 1/1
     assert lines[1].split()[:3] == [LONG, "live", "1/1"]
     assert all(len(line) <= 80 for line in lines)
     code, wide = run_on_terminal([sys.executable, "-m", "workbench", "get"], bench.env, columns=200)

@@ -180,8 +180,8 @@ def ready_text(counts: Any) -> str:
 
 def apis_table(apis: list[ApiSummary], layout: Layout = "table") -> RenderableType:
     """`workbench get`: every column where they fit (and always in a pipe); at 80 columns one
-    READY `ready/requested` for UP-TO-DATE, READY, REQUESTED and FAILED; `wide` adds the runtime,
-    artifact and message."""
+    READY `ready/requested` for UP-TO-DATE, READY, REQUESTED and FAILED, and fewer traffic
+    columns while the names need the room; `wide` adds the runtime, artifact and message."""
     if layout == "name":
         return Text("\n".join(sanitize(api.name) for api in apis))
     full = _apis_full(apis, wide=layout == "wide")
@@ -212,11 +212,21 @@ def _apis_full(apis: list[ApiSummary], wide: bool) -> Table:
     return _table(columns, rows, names=("NAME", "ARTIFACT"), wrap=("MESSAGE",))
 
 
+#: what a narrow terminal's `get` leaves out first, to keep the names whole and the lines unwrapped
+_DROPPABLE = ("4XX", "2XX", "UPDATED", "P50")
+
+
 def _apis_compact(apis: list[ApiSummary]) -> Table:
     columns = ["NAME", "STATUS", "READY", "UPDATED", "REQ/S", "P50", "P99", "2XX", "4XX", "5XX"]
-    rows = [[plain(api.name), _styled(api.status), ready_text(api.replicas), age(api.updated_at),
-             *_traffic_cells(api)] for api in apis]
-    return _table(columns, rows, names=("NAME",))
+    cells = [dict(zip(columns, [plain(api.name), _styled(api.status), ready_text(api.replicas),
+                                age(api.updated_at), *_traffic_cells(api)], strict=True)) for api in apis]
+    dropped: list[str] = []
+    while True:
+        kept = [c for c in columns if c not in dropped]
+        table = _table(kept, [[row[c] for c in kept] for row in cells], names=("NAME",))
+        if fits(table) or len(dropped) == len(_DROPPABLE):
+            return table
+        dropped.append(_DROPPABLE[len(dropped)])
 
 
 def api_notes(apis: list[ApiSummary]) -> list[Text]:

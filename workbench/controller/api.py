@@ -34,7 +34,7 @@ from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.controller.views import Views, event_body, host_body
 from workbench.spec.models import AutoscalingSpec
-from workbench.wire.agent import ReplicaInfo, ReplicaState
+from workbench.wire.agent import LATEST_LOG_TIME, ReplicaInfo, ReplicaState
 from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
@@ -210,8 +210,9 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     async def logs(name: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
                    replica: str | None = None,
                    timestamps: bool = Query(False, description="lead each line with its RFC 3339 time"),
-                   since: float | None = Query(None, ge=0, description="only lines written at or after "
-                                               "this Unix time")) -> Response:
+                   since: float | None = Query(None, ge=0, le=LATEST_LOG_TIME,
+                                               description="only lines written at or after this Unix "
+                                               "time")) -> Response:
         record_of(name)
         pairs = [(h, r) for h, r in live_replicas(name) if replica is None or r.id == replica]
         if replica is not None and not pairs:

@@ -150,6 +150,10 @@ class BuildEvent(BaseModel):
     cached: bool = False
 
 
+#: the last second a log line's time can name (9999-12-31T23:59:59Z): the bound of every `since`
+LATEST_LOG_TIME = 253402300799.0
+
+
 class StoredArtifact(BaseModel):
     """GET /v1/images: one API image (Docker) or bundle (process runtime) built on this host."""
 
