@@ -13,12 +13,11 @@ import json
 import os
 import shutil
 import threading
-from datetime import datetime
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, ImageNotFound
 from workbench.agent.runtimes.bundle import artifact_lock
-from workbench.agent.runtimes.docker import DockerRuntime
+from workbench.agent.runtimes.docker import DockerRuntime, docker_time
 from workbench.agent.runtimes.process import ProcessRuntime
 from workbench.agent.supervisor import Supervisor
 
@@ -67,16 +66,6 @@ def _in_use(supervisor: Supervisor, runtime: RuntimeKind) -> set[str]:
             if r.handle.request.runtime == runtime}
 
 
-def _created(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:  # Docker writes nanoseconds: keep microseconds
-        head, _, rest = value.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{rest[:6] or '0'}+00:00").timestamp()
-    except ValueError:
-        return None
-
-
 def _folder_size(path: Path) -> int:
     total = 0
     for root, _, files in os.walk(path):
@@ -105,8 +94,8 @@ def list_artifacts(supervisor: Supervisor, built: BuiltImages) -> list[StoredArt
                         continue
                     found.append(StoredArtifact(
                         runtime="docker", artifact=tag, api=tag[len(REPOSITORY):].rsplit(":", 1)[0],
-                        created_at=_created(image.attrs.get("Created")), size_bytes=image.attrs.get("Size"),
-                        in_use=tag in used))
+                        created_at=docker_time(image.attrs.get("Created")),
+                        size_bytes=image.attrs.get("Size"), in_use=tag in used))
         elif isinstance(runtime, ProcessRuntime) and kind == "process":
             used = _in_use(supervisor, "process")
             folder = runtime.bundles.bundles_dir

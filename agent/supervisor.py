@@ -161,7 +161,7 @@ class Supervisor:
             r.ready_since = None
         if not status.running:
             # gather everything before publishing the state: readers see a complete report
-            since = r.run_since if r.run_since is not None else r.handle.started_at
+            since = status.started_at or r.run_since or r.handle.started_at
             tail = await asyncio.to_thread(r.runtime.log_tail, r.handle, LOG_TAIL_LINES,
                                            LogQuery(since=since))
             if status.exit_code is None and status.detail:

@@ -11,6 +11,7 @@ import time
 
 import yaml
 
+from tests.cli.test_newcomer import ctrl_c_works
 from tests.support.real_parts import REPO, Workbench, require_docker, wait_until
 
 README = (REPO / "README.md").read_text()
@@ -46,7 +47,8 @@ def test_the_tour_runs_as_written(workbench: Workbench) -> None:
         command = command.replace("127.0.0.1:8765", f"127.0.0.1:{workbench.port}")
         if any(flag in command.split("#")[0] for flag in FOREVER):
             process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       preexec_fn=ctrl_c_works)
             time.sleep(5)
             process.send_signal(signal.SIGINT)  # the reader's Ctrl-C
             out, err = process.communicate(timeout=60)

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -251,14 +252,16 @@ class DockerRuntime(Runtime):
         external = max(0, count - seen)
         state = c.attrs.get("State") or {}
         self._refresh(handle, c)
+        started = docker_time(state.get("StartedAt"))
         if state.get("Status") == "running" and not state.get("Restarting"):
-            return RunStatus(running=True, external_restarts=external)
+            return RunStatus(running=True, external_restarts=external, started_at=started)
         return RunStatus(
             running=False,
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             external_restarts=external,
             detail=state.get("Error") or None,
+            started_at=started,
         )
 
     def restart(self, handle: Handle) -> None:
@@ -297,6 +300,17 @@ class DockerRuntime(Runtime):
         if c is None:
             return _StreamFollower(iter(()))
         return _StreamFollower(c.logs(stream=True, follow=True, tail=tail, **_log_options(query)))
+
+
+def docker_time(value: object) -> float | None:
+    """A time as Docker writes it (RFC 3339 with nanoseconds) as a Unix time; None when unset."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    try:  # keep microseconds of the nanoseconds
+        head, _, rest = value.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{rest[:6] or '0'}+00:00").timestamp()
+    except ValueError:
+        return None
 
 
 def _log_options(query: LogQuery | None) -> dict[str, Any]:

@@ -138,9 +138,8 @@ async def test_a_pending_note_is_on_the_api_screen(live: Controller, tmp_path: P
                         what="the hog API")
             await pilot.press("colon", *"api hog", "enter")
             summary = app.screen.query_one("#summary", Static)
-            await until(pilot, lambda: "(1 pending: no CPU)" in shown(summary), timeout=60,
-                        what="the pending note")
-            assert "live  1/2 ready" in shown(summary)
+            await until(pilot, lambda: "live  1/2 ready  (1 pending: no CPU)" in shown(summary),
+                        timeout=60, what="one serving, one waiting for room")
     finally:
         live.api("DELETE", "/v1/apis/hog")
 

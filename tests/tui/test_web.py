@@ -84,5 +84,6 @@ def test_web_says_where_to_point_a_browser(tmp_path: Path) -> None:
     out = tmp_path / "web.out"
     with web(tmp_path, "--port", str(port)) as (process, err):
         banner = poll(lambda: "Ctrl+C" in out.read_text() and out.read_text(), process, err, 60, "the banner")
-    assert f"workbench web UI on http://127.0.0.1:{port} (each browser tab runs its own terminal UI" in banner
+    assert (f"workbench web UI on http://127.0.0.1:{port} (each browser tab runs its own terminal UI "
+            in banner)
     assert "Serving" not in banner and sys.executable not in banner

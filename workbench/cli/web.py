@@ -15,5 +15,6 @@ class WebServer(Server):
 
     async def on_startup(self, app: web.Application) -> None:
         self.console.print(f"workbench web UI on {self.public_url} (each browser tab runs its own "
-                           "terminal UI against this machine's controller)", highlight=False, markup=False)
+                           "terminal UI against this machine's controller)", highlight=False, markup=False,
+                           soft_wrap=True)
         self.console.print("Press Ctrl+C to stop", style="cyan")

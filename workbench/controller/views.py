@@ -48,8 +48,8 @@ def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
     if record.kind == "traffic_splitter":
         return "splitter"
     pending = message.startswith("pending")
-    if pending and counts.ready == 0:
-        return "pending"
+    if pending and counts.ready == 0 and counts.up_to_date == 0:
+        return "pending"  # nothing runs: every replica waits for room
     if record.rollout_from == 0:
         return "starting"
     if record.rollout_from is not None:
