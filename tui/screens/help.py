@@ -15,8 +15,7 @@ COMMANDS = [(":hosts", "the fleet screen"), (":apis", "the APIs screen"),
             (":deploy [PATH]", "deploy a workbench.yaml"), (":theme NAME", "switch theme"),
             (":q", "quit")]
 #: the keys every table takes (LiveTable's, which the help does not list one by one)
-TABLE_KEYS = [("↑ ↓  j k", "move"), ("g G", "first, last"), ("← →", "scroll a wide table"),
-              ("ctrl+p", "command palette (themes too)")]
+TABLE_KEYS = [("↑ ↓  j k", "move"), ("g G", "first, last"), ("← →", "scroll a wide table")]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -47,6 +46,7 @@ class HelpScreen(ModalScreen[None]):
                     continue
                 seen.add((key, binding.action))
                 table.add_row(key, binding.description, where)
+        table.add_row("ctrl+p", "command palette (themes too)", "everywhere")
         for key, what in TABLE_KEYS:
             table.add_row(key, what, "tables")
         for command, what in COMMANDS:
