@@ -125,7 +125,7 @@ def get(
                 return [a.model_dump(mode="json") for a in apis]
             if not apis:
                 return "" if layout == "name" else "no APIs deployed; run `workbench deploy PATH`"
-            return render.apis_table(apis, layout), render.api_notes(apis)
+            return render.apis_table(apis, layout), [] if layout == "name" else render.api_notes(apis)
         detail = call(client.api, name)
         if as_json:
             return detail.model_dump(mode="json")

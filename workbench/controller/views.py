@@ -50,6 +50,8 @@ def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
     pending = message.startswith("pending")
     if pending and counts.ready == 0 and counts.up_to_date == 0:
         return "pending"  # nothing runs: every replica waits for room
+    if pending and counts.ready and counts.up_to_date == counts.ready:
+        return "live"  # serving what fits (a rollout waits for the rest); the note says how many
     if record.rollout_from == 0:
         return "starting"
     if record.rollout_from is not None:
@@ -58,8 +60,6 @@ def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
         return "scaled-to-zero"
     if counts.ready == 0:
         return "error" if counts.failed or message.startswith("error") else "starting"
-    if pending and counts.up_to_date == counts.ready:
-        return "live"  # serving what fits; the note says how many wait for room
     if counts.ready < record.desired_replicas or counts.up_to_date != counts.ready:
         return "updating"
     return "live"
