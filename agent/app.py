@@ -38,12 +38,20 @@ from workbench.wire.agent import (
     StoredArtifact,
 )
 from workbench.wire.errors import BadRequest, Unavailable
-from workbench.wire.handlers import install_error_handlers
+from workbench.wire.handlers import error_response, install_error_handlers
 from workbench.wire.replica import RuntimeKind
 
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
     """Build events as NDJSON lines; guarantees one final done/error; removes the upload."""
+    try:
+        yield from _ndjson_events(events)
+    finally:
+        context.unlink(missing_ok=True)
+
+
+def _ndjson_events(events: Iterator[BuildEvent]) -> Iterator[bytes]:
+    """Build (or pull) events as NDJSON lines; guarantees one final done/error."""
     final = False
     try:
         for event in events:
@@ -65,8 +73,6 @@ def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
                 .encode()
                 + b"\n"
             )
-    finally:
-        context.unlink(missing_ok=True)
 
 
 def _noting(events: Iterator[BuildEvent], built: BuiltImages) -> Iterator[BuildEvent]:
@@ -217,16 +223,14 @@ def create_app(
         return await asyncio.to_thread(remove_artifact, supervisor, built, runtime, artifact)
 
     @v1.get("/artifacts")
-    async def artifact(runtime: str, name: str) -> JSONResponse:
+    async def artifact(runtime: str, name: str) -> Response:
         rt = supervisor.runtime(runtime)
         if err := check_artifact_name(name):
             raise BadRequest(err)
         await supervisor.require_available(rt)
         if await asyncio.to_thread(rt.artifact_exists, name):
             return JSONResponse({"exists": True})
-        return JSONResponse(
-            {"exists": False, "error": f"{runtime} artifact {name!r} not found"}, status_code=404
-        )
+        return error_response(404, f"{runtime} artifact {name!r} not found", exists=False)
 
     @v1.post("/builds")
     async def build(request: Request, runtime: str, artifact: str) -> StreamingResponse:
@@ -251,6 +255,15 @@ def create_app(
         if rt.kind == "docker":
             events = _noting(events, built)
         return StreamingResponse(_ndjson(events, path), media_type="application/x-ndjson")
+
+    @v1.post("/pulls")
+    async def pull(image: str) -> StreamingResponse:
+        """Make sure the Docker engine has `image`, pulling it when it lacks it (NDJSON progress)."""
+        if err := check_artifact_name(image):
+            raise BadRequest(err.replace("artifact name", "image reference"))
+        rt = supervisor.runtime("docker")
+        await supervisor.require_available(rt)
+        return StreamingResponse(_ndjson_events(rt.pull(image)), media_type="application/x-ndjson")
 
     app.include_router(v1)
 

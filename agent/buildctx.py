@@ -31,6 +31,8 @@ class BuildSpec:
     offline: bool = False
     build_commands: list[list[str]] = field(default_factory=list)
     ca_bundle: str | None = None
+    #: a container API's own Dockerfile (its path in the context); None: the generated one at the root
+    dockerfile: str | None = None
 
 
 def _str_list(data: dict[str, Any], key: str) -> list[str]:
@@ -72,7 +74,15 @@ def parse_spec(raw: bytes | None) -> BuildSpec:
         offline=data.get("offline") is True,
         build_commands=commands,
         ca_bundle=_opt_str(data, "ca_bundle"),
+        dockerfile=_dockerfile(data),
     )
+
+
+def _dockerfile(data: dict[str, Any]) -> str | None:
+    value = _opt_str(data, "dockerfile")
+    if value is not None and (not value or value.startswith("/") or ".." in value.split("/")):
+        raise BadContext(f"{SPEC_NAME}: dockerfile must be a relative path inside the context")
+    return value
 
 
 def inspect_context(path: Path) -> tuple[BuildSpec, list[str]]:

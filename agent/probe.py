@@ -1,4 +1,5 @@
-"""A tiny asyncio HTTP GET used to probe a replica's /readyz."""
+"""A tiny asyncio HTTP GET used to probe a replica's readiness (a predictor's /readyz, a container
+API's health path)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ async def http_status(url: str, timeout: float = 1.0) -> int | None:
     """Return the status code of `GET url`, or None when it does not answer in time."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    path = parts.path or "/"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -26,7 +27,3 @@ async def http_status(url: str, timeout: float = 1.0) -> int | None:
         if writer is not None:
             writer.close()
 
-
-async def is_ready(base_url: str, timeout: float = 1.0) -> bool:
-    """True when the replica at base_url answers GET /readyz with 200."""
-    return await http_status(base_url.rstrip("/") + "/readyz", timeout) == 200

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 from workbench.agent.gpu.alloc import Allocation, conflict, resolve
 from workbench.agent.gpu.procmap import ReplicaRef
-from workbench.agent.probe import is_ready
+from workbench.agent.probe import http_status
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
-    LogQuery,
     Runtime,
     RuntimeUnavailable,
     describe_exit,
@@ -33,6 +32,19 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 HEALTHY_RESET_SECONDS = 300.0
 LOG_TAIL_LINES = 50  # of the failed run only: a Python traceback is often 30 lines
+#: seconds an HTTP server may answer on another port while the expected one stays closed before
+#: the replica fails (servers that open a port of their own first, e.g. for NCCL, speak no HTTP)
+PORT_MISMATCH_GRACE = 5.0
+_PERIOD_SLACK = 0.05  # probes due "every second" must not skip a ~1 s tick
+
+
+def _serving_port(handle: Handle) -> int:
+    """The port a container API's server should listen on: the process runtime's pick for the
+    replica (its handle's `port`), else the request's (inside the container)."""
+    picked = handle.extra.get("port")
+    if isinstance(picked, int):
+        return picked
+    return handle.request.server.port if handle.request.server is not None else 0
 
 
 @dataclass
@@ -47,10 +59,10 @@ class Replica:
     ready_since: float | None = None
     restart_at: float | None = None
     backoff: float = BACKOFF_START
+    probed_at: float = 0.0  # when readiness was last asked
+    answered: int | None = None  # the last probe's HTTP status (None: no answer)
+    mismatch_since: float | None = None  # since when an HTTP server answers on another port
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: when the current run was started: a failure's log tail is that run's output, not the
-    #: previous runs' (a replica restarted N times would show N tracebacks, the first one cut)
-    run_since: float | None = None
 
     @property
     def id(self) -> str:
@@ -157,13 +169,11 @@ class Supervisor:
         status = await asyncio.to_thread(r.runtime.status, r.handle)
         if status.external_restarts:
             r.handle.restarts += status.external_restarts
-            r.handle.started_at = r.run_since = now
+            r.handle.started_at = now
             r.ready_since = None
         if not status.running:
             # gather everything before publishing the state: readers see a complete report
-            since = status.started_at or r.run_since or r.handle.started_at
-            tail = await asyncio.to_thread(r.runtime.log_tail, r.handle, LOG_TAIL_LINES,
-                                           LogQuery(since=since))
+            tail = await asyncio.to_thread(r.runtime.run_log_tail, r.handle, LOG_TAIL_LINES)
             if status.exit_code is None and status.detail:
                 message = status.detail
             else:
@@ -174,18 +184,28 @@ class Supervisor:
             log.warning("replica %s %s; restarting in %.0fs", r.id, r.message, r.backoff)
             r.backoff = min(r.backoff * 2, BACKOFF_MAX)
             return
-        if r.handle.url and await is_ready(r.handle.url):
+        check = r.handle.request.health
+        if r.probed_at and now - r.probed_at < check.period - _PERIOD_SLACK:
+            return  # not due yet: the last answer stands
+        r.probed_at = now
+        url = r.handle.health_url or (r.handle.url.rstrip("/") + check.path if r.handle.url else None)
+        r.answered = await http_status(url, check.timeout) if url else None
+        if r.answered is not None and 200 <= r.answered < 300:
             if r.state != ReplicaState.READY:
                 log.info("replica %s is ready at %s", r.id, r.handle.url)
             r.state = ReplicaState.READY
             r.message = None
+            r.mismatch_since = None
             r.ready_since = r.ready_since or now
             if now - r.ready_since > HEALTHY_RESET_SECONDS:
                 r.backoff = BACKOFF_START
             return
         r.ready_since = None
-        timeout = r.handle.request.runtime_config.serving.startup_timeout
+        timeout = r.handle.request.startup_timeout
         started = r.handle.started_at or r.handle.created_at
+        if r.handle.request.server is not None:
+            await self._server_not_ready(r, now, now - started > timeout)
+            return
         if r.state == ReplicaState.READY:
             r.state, r.message = ReplicaState.STARTING, "stopped answering /readyz"
         elif now - started > timeout:
@@ -193,11 +213,71 @@ class Supervisor:
         elif r.state != ReplicaState.FAILED:
             r.state = ReplicaState.STARTING
 
+    async def _server_not_ready(self, r: Replica, now: float, too_late: bool) -> None:
+        """A container API's server is not healthy: say what it is doing (its last log line, or the
+        port it listens on instead), and fail it when an HTTP server answers on another port or
+        startup_timeout has passed."""
+        request = r.handle.request
+        check = request.health
+        answer = "no answer" if r.answered is None else f"HTTP {r.answered}"
+        if r.state == ReplicaState.READY:
+            r.state, r.message = ReplicaState.STARTING, f"stopped answering GET {check.path} ({answer})"
+            return
+        if r.state == ReplicaState.FAILED:
+            return
+        listening = await asyncio.to_thread(r.runtime.listening, r.handle) if r.answered is None else None
+        elsewhere = listening.elsewhere if listening is not None else []
+        wrong_port = ""
+        if listening is not None and elsewhere:
+            ports = ", ".join(str(port) for port in elsewhere)
+            wrong_port = (f"the server listens on port {ports}, not on port {listening.expected} "
+                          f"({listening.expected_by})")
+            if await self._answers_http(listening.address, elsewhere, check.path, check.timeout):
+                r.mismatch_since = r.mismatch_since or now
+            else:
+                r.mismatch_since = None
+        else:
+            r.mismatch_since = None
+        if wrong_port and r.mismatch_since is not None and now - r.mismatch_since >= PORT_MISMATCH_GRACE:
+            fix = ("set container.port to the port it listens on, or make it listen on $PORT"
+                   if listening is not None and listening.expected_by == "container.port"
+                   else "make it listen on $PORT (the agent picks one per replica; $PORT in "
+                        "container.command or args is replaced by it)")
+            await self._fail_starting(r, f"{wrong_port}: {fix}")
+            return
+        if too_late:
+            port = check.port or (listening.expected if listening is not None else _serving_port(r.handle))
+            why = f"; {wrong_port}" if wrong_port else ""
+            await self._fail_starting(r, f"not healthy after startup_timeout ({request.startup_timeout:g}s): "
+                                         f"GET {check.path} on port {port} got {answer}{why}")
+            return
+        if wrong_port:
+            r.state, r.message = ReplicaState.STARTING, f"starting: {wrong_port}"
+            return
+        last = await asyncio.to_thread(r.runtime.run_log_tail, r.handle, 1)
+        line = last[-1].strip()[:200] if last and last[-1].strip() else ""
+        r.state = ReplicaState.STARTING
+        r.message = f"starting: {line}" if line else f"starting: waiting for GET {check.path} ({answer})"
+
+    @staticmethod
+    async def _answers_http(address: str | None, ports: list[int], path: str, timeout: float) -> bool:
+        """Whether an HTTP server answers on one of `ports` at `address` (any status)."""
+        if address is None:
+            return False
+        for port in ports[:4]:
+            if await http_status(f"http://{address}:{port}{path}", timeout) is not None:
+                return True
+        return False
+
+    async def _fail_starting(self, r: Replica, message: str) -> None:
+        tail = await asyncio.to_thread(r.runtime.run_log_tail, r.handle, LOG_TAIL_LINES)
+        r.state, r.message, r.log_tail = ReplicaState.FAILED, message, tail
+        log.warning("replica %s: %s", r.id, message)
+
     async def _restart(self, r: Replica) -> None:
         r.restart_at = None
         try:
             r.handle.restarts += 1
-            r.run_since = time.time()
             await asyncio.to_thread(r.runtime.restart, r.handle)
         except (ArtifactMissing, RuntimeUnavailable, OSError, Exception) as e:
             r.state, r.message = ReplicaState.FAILED, f"restart failed: {e}"
@@ -287,16 +367,15 @@ class Supervisor:
                 f"{request.runtime} artifact {request.artifact!r} does not exist on this host: "
                 "build it first (POST /v1/builds)"
             )
-        started = time.time()
         try:
-            handle = await asyncio.to_thread(rt.create, replica_id, request, started)
+            handle = await asyncio.to_thread(rt.create, replica_id, request, time.time())
         except ArtifactMissing as e:
             raise NotFound(f"artifact {e} does not exist: build it first") from e
         except RuntimeUnavailable as e:
             raise Unavailable(str(e)) from e
         except Exception as e:
             raise Failed(f"cannot start replica: {e}") from e
-        r = Replica(runtime=rt, handle=handle, run_since=started)
+        r = Replica(runtime=rt, handle=handle)
         self.replicas[replica_id] = r
         log.info("created %s replica %s of %s", rt.kind, replica_id, request.api)
         return r.info()
@@ -304,7 +383,7 @@ class Supervisor:
     async def delete(self, replica_id: str, grace: float | None = None) -> None:
         r = self.get(replica_id)
         if grace is None:
-            grace = r.handle.request.runtime_config.serving.graceful_shutdown
+            grace = r.handle.request.graceful_shutdown
         async with r.lock:
             if replica_id not in self.replicas:
                 raise NotFound(f"no replica {replica_id!r} on this host")

@@ -3,7 +3,7 @@
 The app runs headless (`App.run_test`) against a control API that serves 64 hosts x 8 GPUs and
 50 APIs, polling it at 1 Hz. A real controller cannot host 64 agents on the dev machine, so the
 control API is a small local Starlette app (uvicorn, in a child process) whose bodies
-are built with the real pydantic models (workbench/controller/schemas.py, workbench/models.py):
+are built with the real pydantic models (workbench/wire/control.py, workbench/wire/agent.py):
 random but plausible values that change every second. The TUI's own code path is unchanged: its
 worker fetches /v1/hosts, /v1/apis and /v1/gpus (every GPU host's report, history since the last
 poll), parses them with the same models, then applies the result and redraws the tables.
@@ -409,7 +409,7 @@ def main() -> None:
         f"API with {args.hosts} hosts x {args.gpus} GPUs and {args.apis} APIs. A real controller "
         "cannot host that many agents here, so the control API is a local Starlette/uvicorn stub in "
         "a child process, serving bodies built with the real pydantic models "
-        "(`workbench/controller/schemas.py`, `workbench/models.py`) with random but plausible "
+        "(`workbench/wire/control.py`, `workbench/wire/agent.py`) with random but plausible "
         "values that change every second (every GPU row changes every poll: the worst case), and "
         "GPU history the way agents serve it (only the samples after `since`). The TUI's fetching, "
         "parsing, state and drawing code is the real one: per poll the worker makes three requests "

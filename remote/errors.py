@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from workbench.wire.errors import UpstreamFailed
 
-class RemoteError(Exception):
-    """Base class: something went wrong talking to a box over SSH."""
+
+class RemoteError(UpstreamFailed):
+    """Base class: something went wrong talking to a box over SSH (a 502 when it crosses HTTP)."""
 
 
 class InvalidTarget(RemoteError):
     """A host, user or port string is not acceptable."""
+
+    default_status = 400
 
 
 class UnknownHostKey(RemoteError):

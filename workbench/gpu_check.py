@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class Check:
+class Verdict:
     ok: bool
     what: str
 
@@ -69,46 +69,47 @@ def _window(samples: list[Any], start: float, end: float) -> list[Any]:
     return [s for s in samples if start <= s.at <= end]
 
 
-def evaluate(obs: Observed) -> list[Check]:
+def evaluate(obs: Observed) -> list[Verdict]:
     checks = [
-        Check(obs.report.source == "nvml", f"GPU report source is {obs.report.source!r} (want 'nvml')"),
-        Check(obs.gpu_ids == ["0"], f"replica {obs.replica_id} pinned to GPUs {obs.gpu_ids} (want ['0'])"),
+        Verdict(obs.report.source == "nvml", f"GPU report source is {obs.report.source!r} (want 'nvml')"),
+        Verdict(obs.gpu_ids == ["0"], f"replica {obs.replica_id} pinned to GPUs {obs.gpu_ids} (want ['0'])"),
     ]
     gpu0 = next((g for g in obs.report.gpus if g.index == 0), None)
     if gpu0 is None:
-        return [*checks, Check(False, "GPU 0 is in the report")]
+        return [*checks, Verdict(False, "GPU 0 is in the report")]
     mine = [p for p in gpu0.processes if p.replica_id == obs.replica_id]
-    checks.append(Check(bool(mine), f"replica {obs.replica_id}'s PID on GPU 0 mapped to it: "
+    checks.append(Verdict(bool(mine), f"replica {obs.replica_id}'s PID on GPU 0 mapped to it: "
                         f"{[(p.pid, p.replica_id) for p in gpu0.processes]}"))
     if mine:
         used = mine[0].used_memory_bytes
-        checks.append(Check(used is None or used > 0,
+        checks.append(Verdict(used is None or used > 0,
                             f"the replica's process holds {_mib(used)} MiB on GPU 0"))
     history = obs.report.history.get(0, [])
     idle = _window(history, obs.idle_from, obs.load_from - 0.5)
     load = _window(history, obs.load_from + 2, obs.load_to)  # the first seconds warm up
     util_idle = max((s.utilization_gpu for s in idle if s.utilization_gpu is not None), default=0.0)
     util_load = max((s.utilization_gpu for s in load if s.utilization_gpu is not None), default=None)
-    checks.append(Check(util_load is not None and util_load > util_idle,
+    checks.append(Verdict(util_load is not None and util_load > util_idle,
                         f"GPU 0 utilization rose under load: idle max {util_idle}%, load max {util_load}%"))
     mem_load = max((s.memory_used_bytes for s in load if s.memory_used_bytes is not None), default=None)
     before = obs.before_memory_used
-    checks.append(Check(mem_load is not None and before is not None and mem_load > before,
+    checks.append(Verdict(mem_load is not None and before is not None and mem_load > before,
                         f"GPU 0 memory rose: {_mib(before)} MiB before deploy, "
                         f"{_mib(mem_load)} MiB under load"))
     span = obs.load_to - obs.load_from
     in_load = _window(history, obs.load_from, obs.load_to)
     gaps = [b.at - a.at for a, b in itertools.pairwise(in_load)]
     median = statistics.median(gaps) if gaps else None
-    checks.append(Check(len(in_load) >= int(span * 0.9) and median is not None and 0.9 <= median <= 1.1
+    checks.append(Verdict(len(in_load) >= int(span * 0.9) and median is not None and 0.9 <= median <= 1.1
                         and all(0.5 <= g <= 2.0 for g in gaps),
                         f"history: {len(in_load)} samples in {span:.0f} s of load, median gap "
                         f"{'N/A' if median is None else f'{median:.3f}'} s, max gap "
                         f"{max(gaps, default=0):.2f} s (want one per second)"))
-    checks.append(Check(obs.answers > 0 and not obs.wrong,
+    checks.append(Verdict(obs.answers > 0 and not obs.wrong,
                         f"{obs.answers} predictions, {len(obs.wrong)} wrong or failed"
                         + (f" (first: {obs.wrong[0]})" if obs.wrong else "")))
-    checks.append(Check(obs.devices == {"cuda"}, f"predictions ran on {sorted(obs.devices)} (want ['cuda'])"))
+    checks.append(Verdict(obs.devices == {"cuda"},
+                          f"predictions ran on {sorted(obs.devices)} (want ['cuda'])"))
     return checks
 
 
@@ -116,7 +117,7 @@ def _mib(value: int | None) -> str:
     return "N/A" if value is None else str(value >> 20)
 
 
-def summary(checks: list[Check], facts: list[str]) -> str:
+def summary(checks: list[Verdict], facts: list[str]) -> str:
     failed = [c for c in checks if not c.ok]
     lines = ["gpu-check (real NVML, process runtime, examples/digits-torch on GPU 0)", *facts, ""]
     lines += [("ok   " if c.ok else "FAIL ") + c.what for c in checks]

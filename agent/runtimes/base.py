@@ -11,13 +11,13 @@ from workbench.wire.agent import BuildEvent, ReplicaRequest
 from workbench.wire.errors import NotFound, Unavailable
 from workbench.wire.replica import RuntimeKind
 
-_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
+_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,254}$")
 
 
 def check_artifact_name(name: str) -> str | None:
     """Return why `name` is not a usable artifact name, or None when it is fine."""
     if not _ARTIFACT_RE.match(name) or ".." in name:
-        return f"invalid artifact name {name!r}: use letters, digits and . _ - : /"
+        return f"invalid artifact name {name!r}: use letters, digits and . _ - : / @"
     return None
 
 
@@ -39,6 +39,8 @@ class Handle:
     created_at: float
     started_at: float | None = None
     url: str | None = None
+    #: where readiness is asked (the request's health path on its health port)
+    health_url: str | None = None
     pid: int | None = None
     container_id: str | None = None
     restarts: int = 0
@@ -114,6 +116,34 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
         """A blocking stream of log bytes that starts with the last `tail` lines."""
+
+    def run_log_tail(self, handle: Handle, lines: int) -> list[str]:
+        """The last `lines` of the current (or last) run only, not of the runs before it."""
+        return self.log_tail(handle, lines)
+
+    def pull(self, image: str) -> Iterator[BuildEvent]:
+        """Make sure `image` is here, pulling it when it is not; ends with one done or error."""
+        yield BuildEvent(kind="error", message=f"the {self.kind} runtime runs no images")
+
+    def listening(self, handle: Handle) -> Listening | None:
+        """Where a container API's server listens now and where it should; None when that cannot
+        be told (or for a predictor, which always listens where the runtime says)."""
+        return None
+
+
+@dataclass(frozen=True)
+class Listening:
+    """The TCP ports a replica's server listens on, in its own network (the container's)."""
+
+    expected: int  # where it should listen
+    expected_by: str  # what says so: "container.port", or "$PORT" on the process runtime
+    ports: frozenset[int]  # where it listens now
+    address: str | None  # where the agent reaches those ports (the container's IP), if it can
+
+    @property
+    def elsewhere(self) -> list[int]:
+        """The other ports, when it listens somewhere but not where it should."""
+        return [] if self.expected in self.ports else sorted(self.ports)
 
 
 class LogFollower(abc.ABC):

@@ -50,11 +50,13 @@ def _pull(client: Any, name: str, timeout: float) -> str | None:
 
 def resolve_base_image(client: Any, wanted: str = DEFAULT_BASE_IMAGE, *,
                        pull_timeout: float = PULL_TIMEOUT,
-                       bootstrap_tag: str = BOOTSTRAP_TAG) -> tuple[str, str | None]:
+                       bootstrap_tag: str = BOOTSTRAP_TAG,
+                       fix: str | None = None) -> tuple[str, str | None]:
     """(image to build FROM, note for the user or None).
 
     `wanted` if the engine has it or can pull it; for the default python:3.11-slim, the
-    bootstrapped image when the pull fails; else BaseImageError saying what to do."""
+    bootstrapped image when the pull fails; else BaseImageError saying what to do (`fix`, when
+    the default advice does not apply)."""
     if _exists(client, wanted):
         return wanted, None
     reason = _pull(client, wanted, pull_timeout)
@@ -64,6 +66,7 @@ def resolve_base_image(client: Any, wanted: str = DEFAULT_BASE_IMAGE, *,
         return bootstrap_tag, (f"cannot pull {wanted} ({reason}); "
                                f"using the bootstrapped base image {bootstrap_tag}")
     raise BaseImageError(
-        f"cannot pull {wanted} ({reason}); run `workbench image bootstrap` "
-        "or set image.base in workbench.yaml to an image this machine has"
+        f"cannot pull {wanted} ({reason}); "
+        + (fix or "run `workbench image bootstrap` or set image.base in workbench.yaml to an image "
+           "this machine has")
     )

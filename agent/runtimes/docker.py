@@ -1,4 +1,8 @@
-"""The Docker runtime: a replica is a labelled container publishing 8080 on 127.0.0.1 only."""
+"""The Docker runtime: a replica is a labelled container publishing its port on 127.0.0.1 only.
+
+A predictor replica runs workbench's runtime on 8080; a container API's replica runs its image's
+own server (entrypoint and CMD, or the request's command and args) on the request's port, with
+PORT set, its shm size, and its health port published beside it when that is another one."""
 
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ import docker
 from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest
+from workbench.agent.listening import namespace_ports
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
+    Listening,
     LogFollower,
     LogQuery,
     RunStatus,
@@ -25,6 +31,7 @@ from workbench.agent.runtimes.base import (
     RuntimeUnavailable,
 )
 from workbench.agent.runtimes.docker_build import build_image, image_exists
+from workbench.agent.runtimes.docker_pull import pull_image
 
 from workbench.wire.agent import BuildEvent, DockerStatus, ReplicaRequest
 from workbench.wire.replica import (
@@ -34,7 +41,9 @@ from workbench.wire.replica import (
     LABEL_REPLICA,
     LABEL_REQUEST,
     LABEL_SPEC_HASH,
+    PORT_ENV,
     RUNTIME_CONFIG_ENV,
+    expand_port,
 )
 
 LABEL_CREATED = "workbench.created-at"
@@ -42,8 +51,16 @@ LABEL_CREATED = "workbench.created-at"
 LABEL_GPUS = "workbench.gpus"
 LABEL_GPU_REQUEST = "workbench.gpu-device-request"
 GPU_IDS_ENV = "WORKBENCH_GPU_IDS"
-PORT_KEY = f"{CONTAINER_PORT}/tcp"
 _STATUS_TTL = 3.0
+
+
+def serving_port(request: ReplicaRequest) -> int:
+    """The port the replica's server listens on inside its container."""
+    return request.server.port if request.server is not None else CONTAINER_PORT
+
+
+def health_port(request: ReplicaRequest) -> int:
+    return request.health.port or serving_port(request)
 
 
 def container_name(api: str, replica_id: str) -> str:
@@ -148,13 +165,18 @@ class DockerRuntime(Runtime):
             pull.close()
             builder.close()
 
+    def pull(self, image: str) -> Iterator[BuildEvent]:
+        puller = docker.from_env(timeout=24 * 3600)
+        try:
+            yield from pull_image(self.client, puller.api, image)
+        finally:
+            puller.close()
+
     # -- lifecycle ---------------------------------------------------------------------------
     def create(self, replica_id: str, request: ReplicaRequest, created_at: float) -> Handle:
         if not self.artifact_exists(request.artifact):
             raise ArtifactMissing(request.artifact)
-        cfg = request.runtime_config.model_copy(update={"project_dir": "/app"})
         env = dict(request.env)
-        env[RUNTIME_CONFIG_ENV] = cfg.model_dump_json()
         labels = {
             LABEL_API: request.api,
             LABEL_REPLICA: replica_id,
@@ -173,24 +195,30 @@ class DockerRuntime(Runtime):
         labels.update(gpu_labels)
         if device_requests:
             kwargs["device_requests"] = device_requests
+        if request.server is None:
+            assert request.runtime_config is not None
+            cfg = request.runtime_config.model_copy(update={"project_dir": "/app"})
+            env[RUNTIME_CONFIG_ENV] = cfg.model_dump_json()
+            kwargs["command"] = ["python", "-m", "workbench.serving", "--host", "0.0.0.0",
+                                 "--port", str(CONTAINER_PORT), "--replica-id", replica_id]
+        else:
+            server = request.server
+            env = {key: expand_port(value, server.port) for key, value in env.items()}
+            env[PORT_ENV] = str(server.port)
+            if server.command is not None:  # replaces the entrypoint, and with it the image's CMD
+                kwargs["entrypoint"] = [expand_port(item, server.port) for item in server.command]
+            if server.args is not None:
+                kwargs["command"] = [expand_port(item, server.port) for item in server.args]
+            if server.shm_size:
+                kwargs["shm_size"] = server.shm_size
+        ports = {f"{port}/tcp": ("127.0.0.1", None) for port in {serving_port(request), health_port(request)}}
         container = self.client.containers.run(
             request.artifact,
-            command=[
-                "python",
-                "-m",
-                "workbench.serving",
-                "--host",
-                "0.0.0.0",
-                "--port",
-                str(CONTAINER_PORT),
-                "--replica-id",
-                replica_id,
-            ],
             name=container_name(request.api, replica_id),
             detach=True,
             environment=env,
             labels=labels,
-            ports={PORT_KEY: ("127.0.0.1", None)},
+            ports=ports,
             restart_policy={"Name": "unless-stopped"},
             **kwargs,
         )
@@ -206,13 +234,19 @@ class DockerRuntime(Runtime):
         return handle
 
     def _refresh(self, handle: Handle, container: Container) -> None:
-        """Update the handle's URL from the container's current port binding."""
+        """Update the handle's URLs from the container's current port bindings."""
         bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
-        for b in bindings.get(PORT_KEY) or []:
-            if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
-                handle.url = f"http://127.0.0.1:{b['HostPort']}"
-                return
-        handle.url = None
+
+        def base(port: int) -> str | None:
+            for b in bindings.get(f"{port}/tcp") or []:
+                if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
+                    return f"http://127.0.0.1:{b['HostPort']}"
+            return None
+
+        request = handle.request
+        handle.url = base(serving_port(request))
+        health = base(health_port(request))
+        handle.health_url = health + request.health.path if health else None
 
     def _container(self, handle: Handle) -> Container | None:
         try:
@@ -287,12 +321,36 @@ class DockerRuntime(Runtime):
             c.remove(force=True)
         self._restart_counts.pop(handle.container_id or "", None)
 
+    def listening(self, handle: Handle) -> Listening | None:
+        """From /proc/<pid>/net/tcp{,6} of the container's first process: its network namespace."""
+        if handle.request.server is None:
+            return None
+        c = self._container(handle)
+        if c is None:
+            return None
+        pid = int((c.attrs.get("State") or {}).get("Pid") or 0)
+        ports = namespace_ports(pid) if pid > 0 else None
+        if ports is None:
+            return None
+        networks = (c.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")), None)
+        return Listening(handle.request.server.port, "container.port", frozenset(ports), address)
+
     # -- logs --------------------------------------------------------------------------------
     def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
         c = self._container(handle)
         if c is None or lines <= 0:
             return []
         data = c.logs(tail=lines, **_log_options(query))
+        return data.decode(errors="replace").splitlines()
+
+    def run_log_tail(self, handle: Handle, lines: int) -> list[str]:
+        """The last run's lines: Docker keeps a restarted container's earlier runs in its log."""
+        c = self._container(handle)
+        if c is None:
+            return []
+        started = docker_time((c.attrs.get("State") or {}).get("StartedAt"))
+        data = c.logs(tail=lines, since=started - 0.001) if started else c.logs(tail=lines)
         return data.decode(errors="replace").splitlines()
 
     def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:

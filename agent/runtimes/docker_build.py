@@ -65,13 +65,18 @@ def build_image(
         path = Path(context_path)
         try:
             spec, names = inspect_context(path)
-            if "Dockerfile" not in names:
-                raise BadContext("build context has no Dockerfile at its root")
-            dockerfile = (read_member(path, "Dockerfile") or b"").decode(errors="replace")
+            dockerfile_name = spec.dockerfile or "Dockerfile"
+            if dockerfile_name not in names:
+                where = "at its root" if spec.dockerfile is None else f"at {dockerfile_name}"
+                raise BadContext(f"build context has no Dockerfile {where}")
+            dockerfile = (read_member(path, dockerfile_name) or b"").decode(errors="replace")
             base = spec.base_image or dockerfile_base_default(dockerfile)
             buildargs = {}
             if base:
-                resolved, note = resolve_base_image(pull_client, base)
+                fix = None if spec.dockerfile is None else (
+                    f"pull or load it on this host, or change the default of ARG BASE_IMAGE in "
+                    f"{dockerfile_name} (python:3.11-slim falls back to `workbench image bootstrap`'s image)")
+                resolved, note = resolve_base_image(pull_client, base, fix=fix)
                 if note:
                     yield BuildEvent(kind="log", message=note)
                 buildargs["BASE_IMAGE"] = resolved
@@ -81,6 +86,12 @@ def build_image(
         # workbench's own Dockerfile sets the label already: a second one would be a second step
         labels = ({LABEL_IMAGE_HASH: spec.image_hash}
                   if spec.image_hash and f"LABEL {LABEL_IMAGE_HASH}=" not in dockerfile else {})
+        extra: dict[str, Any] = {}
+        if spec.dockerfile is not None:
+            # a project's own Dockerfile: offline means no network for its RUN steps
+            extra["dockerfile"] = spec.dockerfile
+            if spec.offline:
+                extra["network_mode"] = "none"
         try:
             with open(path, "rb") as f:
                 stream = build_client.build(
@@ -94,6 +105,7 @@ def build_image(
                     forcerm=True,
                     labels=labels,
                     pull=False,
+                    **extra,
                 )
                 for event in events_from_stream(stream):
                     yield event

@@ -1,4 +1,6 @@
-"""The process runtime: a replica is `venv/bin/python -m workbench.serving` in its own session."""
+"""The process runtime: a replica is `venv/bin/python -m workbench.serving` in its own session,
+or, for a container API, its `command + args` run in the bundle's project folder (the bundle's
+venv first on PATH) with PORT set to a port the agent picked, in a session of its own."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-from workbench.agent.logfiles import FileFollower, tail_lines
+from workbench.agent.listening import process_tree_ports
+from workbench.agent.logfiles import FileFollower, shown, tail_lines
 from workbench.agent.runtimes.base import (
     ArtifactMissing,
     Handle,
+    Listening,
     LogFollower,
     LogQuery,
     RunStatus,
@@ -26,7 +30,10 @@ from workbench.agent.runtimes.base import (
 from workbench.agent.runtimes.bundle import BundleBuilder
 
 from workbench.wire.agent import BuildEvent, ReplicaRequest
-from workbench.wire.replica import RUNTIME_CONFIG_ENV
+from workbench.wire.replica import PORT_ENV, RUNTIME_CONFIG_ENV, expand_port
+
+#: bytes at the end of a log file that a run's tail is looked for in
+RUN_LOG_WINDOW = 1 << 20
 
 #: Environment variables of the agent that never reach a replica.
 SECRET_ENV_PREFIXES = ("WORKBENCH_AGENT_",)
@@ -45,6 +52,15 @@ def _bind(port: int | None) -> socket.socket:
         sock.listen(128)
         return sock
     raise OSError("cannot bind a port on 127.0.0.1")
+
+
+def _free_port(old: int | None) -> int:
+    """A port on 127.0.0.1 for a server to bind itself: the old one when it is free, else any."""
+    sock = _bind(old)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 def _exit_code(returncode: int) -> int:
@@ -90,6 +106,8 @@ class ProcessRuntime(Runtime):
             "started_at": h.started_at,
             "proc_create_time": h.extra.get("proc_create_time"),
             "restarts": h.restarts,
+            "spawn_error": h.extra.get("spawn_error"),
+            "log_offset": h.extra.get("log_offset"),
         }
         tmp = self.meta_path(h.replica_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(meta))
@@ -115,8 +133,9 @@ class ProcessRuntime(Runtime):
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env.update(request.env)
-        cfg = request.runtime_config.model_copy(update={"project_dir": str(bundle / "project")})
-        env[RUNTIME_CONFIG_ENV] = cfg.model_dump_json()
+        if request.runtime_config is not None:
+            cfg = request.runtime_config.model_copy(update={"project_dir": str(bundle / "project")})
+            env[RUNTIME_CONFIG_ENV] = cfg.model_dump_json()
         if request.gpu_ids:
             # NVML numbers GPUs by PCI bus id; make CUDA agree so index N is the same device
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -128,17 +147,49 @@ class ProcessRuntime(Runtime):
 
     def _spawn(self, handle: Handle) -> None:
         self._reap(handle)  # the previous run's Popen, if any
-        bundle = self.bundles.path(handle.request.artifact)
         old_port = handle.extra.get("port")
-        sock = _bind(old_port if isinstance(old_port, int) else None)
-        port = sock.getsockname()[1]
-        fd = sock.fileno()
-        # the replica writes into a pipe; logstamp appends each line with its time to the log
+        log_path = self.log_path(handle.replica_id)
+        handle.extra["log_offset"] = log_path.stat().st_size if log_path.exists() else 0
+        handle.extra["spawn_error"] = None
+        if handle.request.server is not None:
+            port = _free_port(old_port if isinstance(old_port, int) else None)
+            proc = self._spawn_server(handle, port)
+        else:
+            proc, port = self._spawn_predictor(handle, old_port if isinstance(old_port, int) else None)
+        handle.started_at = time.time()
+        handle.extra["port"] = port
+        self._set_urls(handle, port)
+        if proc is None:
+            handle.pid = None
+            handle.extra["proc_create_time"] = None
+            self._write_meta(handle)
+            return
+        self._children[proc.pid] = proc
+        handle.pid = proc.pid
+        try:
+            handle.extra["proc_create_time"] = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            handle.extra["proc_create_time"] = None
+        self._write_meta(handle)
+
+    def _stamped_log(self, handle: Handle) -> subprocess.Popen[bytes]:
+        """The logstamp process a replica writes into: it appends each line, with its time, to
+        the replica's log (what `logs -t` shows and `--since` selects by)."""
         stamper = subprocess.Popen(
             [sys.executable, "-m", "workbench.agent.logstamp", str(self.log_path(handle.replica_id))],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        assert stamper.stdin is not None
+        return stamper
+
+    def _spawn_predictor(self, handle: Handle, old_port: int | None) -> tuple[subprocess.Popen[bytes], int]:
+        """The predictor runtime, on a socket bound here and handed over (no port race)."""
+        bundle = self.bundles.path(handle.request.artifact)
+        sock = _bind(old_port)
+        port = sock.getsockname()[1]
+        fd = sock.fileno()
+        stamper = self._stamped_log(handle)
         assert stamper.stdin is not None
         try:
             proc = subprocess.Popen(
@@ -167,16 +218,51 @@ class ProcessRuntime(Runtime):
             stamper.stdin.close()  # the replica holds the pipe's only writing end now
             sock.close()
         self._stampers[proc.pid] = stamper
-        self._children[proc.pid] = proc
-        handle.pid = proc.pid
-        handle.url = f"http://127.0.0.1:{port}"
-        handle.started_at = time.time()
-        handle.extra["port"] = port
+        return proc, port
+
+    def _spawn_server(self, handle: Handle, port: int) -> subprocess.Popen[bytes] | None:
+        """A container API's command on `port`; None (and the reason in the log and the handle)
+        when it cannot be started at all, e.g. a command that is not installed."""
+        server = handle.request.server
+        assert server is not None
+        bundle = self.bundles.path(handle.request.artifact)
+        env = self._env(handle.request, bundle)
+        env.update({key: expand_port(value, port) for key, value in handle.request.env.items()})
+        env[PORT_ENV] = str(port)
+        argv = server.argv(port)
+        stamper = self._stamped_log(handle)
+        assert stamper.stdin is not None
         try:
-            handle.extra["proc_create_time"] = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            handle.extra["proc_create_time"] = None
-        self._write_meta(handle)
+            proc = subprocess.Popen(argv, cwd=bundle / "project", env=env, stdin=subprocess.DEVNULL,
+                                    stdout=stamper.stdin, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as error:
+            reason = f"cannot run {argv[0]!r}: {error.strerror or error}"
+            if isinstance(error, FileNotFoundError):
+                reason += f" (not found in the bundle's venv or on PATH={env.get('PATH', '')})"
+            with contextlib.suppress(OSError):
+                stamper.stdin.write(f"workbench agent: {reason}\n".encode())
+            stamper.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stamper.wait(timeout=2)
+            handle.extra["spawn_error"] = reason
+            return None
+        except BaseException:
+            stamper.kill()
+            stamper.wait()
+            raise
+        finally:
+            if not stamper.stdin.closed:
+                stamper.stdin.close()  # the server holds the pipe's only writing end now
+        self._stampers[proc.pid] = stamper
+        return proc
+
+    def _set_urls(self, handle: Handle, port: int | None) -> None:
+        if not port:
+            handle.url = handle.health_url = None
+            return
+        handle.url = f"http://127.0.0.1:{port}"
+        check = handle.request.health
+        handle.health_url = f"http://127.0.0.1:{check.port or port}{check.path}"
 
     def save(self, handle: Handle) -> None:
         """Persist the handle (e.g. a new restart count)."""
@@ -196,11 +282,12 @@ class ProcessRuntime(Runtime):
                 request=request,
                 created_at=float(meta.get("created_at") or time.time()),
                 started_at=meta.get("started_at"),
-                url=f"http://127.0.0.1:{port}" if port else None,
                 pid=meta.get("pid"),
                 restarts=int(meta.get("restarts") or 0),
-                extra={"port": port, "proc_create_time": meta.get("proc_create_time")},
+                extra={"port": port, "proc_create_time": meta.get("proc_create_time"),
+                       "spawn_error": meta.get("spawn_error"), "log_offset": meta.get("log_offset")},
             )
+            self._set_urls(handle, port if isinstance(port, int) else None)
             handles.append(handle)
         return handles
 
@@ -220,6 +307,9 @@ class ProcessRuntime(Runtime):
             return None
 
     def status(self, handle: Handle) -> RunStatus:
+        spawn_error = handle.extra.get("spawn_error")
+        if spawn_error:
+            return RunStatus(running=False, detail=str(spawn_error))
         child = self._children.get(handle.pid or -1)
         if child is not None:
             code = child.poll()
@@ -270,6 +360,33 @@ class ProcessRuntime(Runtime):
     # -- logs --------------------------------------------------------------------------------
     def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
         return tail_lines(self.log_path(handle.replica_id), lines, query)
+
+    def run_log_tail(self, handle: Handle, lines: int) -> list[str]:
+        """The last run's lines: the log file holds every run, this one from `log_offset` on."""
+        offset = handle.extra.get("log_offset")
+        tail = self.log_tail(handle, lines)
+        if not isinstance(offset, int) or offset <= 0:
+            return tail
+        try:
+            with self.log_path(handle.replica_id).open("rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(offset, size - RUN_LOG_WINDOW))
+                since = log.read().splitlines(keepends=True)
+        except OSError:
+            return tail
+        plain = LogQuery()
+        text = [line.decode(errors="replace").rstrip("\r\n")
+                for raw in since if (line := shown(raw, plain, None)) is not None]
+        return text[-lines:] if lines else []
+
+    def listening(self, handle: Handle) -> Listening | None:
+        port = handle.extra.get("port")
+        if handle.request.server is None or not handle.pid or not isinstance(port, int):
+            return None
+        if self._process(handle) is None:
+            return None
+        ports = process_tree_ports(handle.pid)
+        return None if ports is None else Listening(port, "$PORT", frozenset(ports), "127.0.0.1")
 
     def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
         return FileFollower(self.log_path(handle.replica_id), tail, query=query)

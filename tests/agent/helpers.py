@@ -271,3 +271,35 @@ def wait_state(
         return info if ok else None
 
     return wait_for(check, timeout, f"replica {rid} to be {'/'.join(sorted(wanted))}", every=0.1)
+
+
+def server_files() -> dict[str, bytes]:
+    """The echo server of tests/support with its Dockerfile and a version file."""
+    from tests.support.echo_server import DOCKERFILE, HERE
+
+    return {"Dockerfile": DOCKERFILE.encode(), "echo_server.py": (HERE / "echo_server.py").read_bytes(),
+            "version.txt": b"agent\n"}
+
+
+def server_context() -> tuple[str, bytes]:
+    """(tag, tar.gz) of a container API's own Dockerfile build: the project's files at the root."""
+    files = server_files()
+    tag = f"workbench-test/agent-server:{digest(files)}"
+    files["workbench-build.json"] = json.dumps(
+        {"kind": "dockerfile", "dockerfile": "Dockerfile", "artifact": tag, "image_hash": digest(files)}
+    ).encode()
+    return tag, make_tar(files)
+
+
+def server_bundle_context() -> tuple[str, bytes]:
+    """(artifact, tar.gz) of a process bundle holding the echo server's project files."""
+    files = {f"project/{name}": data for name, data in server_files().items()}
+    files["workbench-build.json"] = b"{}"
+    return f"test-server-bundle-{digest(files)}", make_tar(files)
+
+
+def server_request(runtime: str, artifact: str, api: str = "srv", env: dict[str, str] | None = None,
+                   **server: Any) -> dict[str, Any]:
+    """A container API's replica: `server` holds ServerConfig's fields (command, port, health…)."""
+    return {"api": api, "spec_hash": "srv123", "runtime": runtime, "artifact": artifact,
+            "server": {"graceful_shutdown": 1, **server}, "env": env or {}}

@@ -89,8 +89,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
 
 def joined(agent: Agent, name: str) -> Host:
     """A host that joined after the deploy, served by the real agent."""
-    host = Host(name=name, url=agent.url, token=agent.config["token"])
-    host.client = AsyncAgentClient(host.url, host.token, timeout=300)
+    host = Host(name=name, link=LocalLink(agent.url, agent.config["token"], name=name))
+    host.client = host.link.agent_client(timeout=300)
     return host
 
 

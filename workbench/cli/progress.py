@@ -41,6 +41,8 @@ class DeployDisplay:
                     self._transient(f"{prefix}{build.message.strip()[:110]}")
                 else:
                     self._line(f"  {prefix}{build.message.rstrip()}", dim=True)
+            elif build.kind == "done" and build.image_id:  # a container API's image, found or pulled
+                self._line(f"{prefix}image {build.artifact} " + ("is present" if build.cached else "pulled"))
             elif build.kind == "done":
                 self._line(f"{prefix}built {build.artifact}" + (" (cached)" if build.cached else ""))
         elif event.kind == "rollout":

@@ -75,7 +75,8 @@ class AgentCalls:
 
     @staticmethod
     def create_replica(request: ReplicaRequest) -> Call[ReplicaInfo]:
-        return Call("POST", "/v1/replicas", content=request.model_dump_json().encode(),
+        # unset fields stay out, so an agent of an earlier version reads a predictor's request as before
+        return Call("POST", "/v1/replicas", content=request.model_dump_json(exclude_none=True).encode(),
                     headers={"Content-Type": "application/json"}, parse=_model(ReplicaInfo))
 
     @staticmethod
@@ -95,6 +96,13 @@ class AgentCalls:
         return Stream("POST", "/v1/builds", params={"runtime": runtime, "artifact": artifact},
                       upload=context, headers={"Content-Type": "application/gzip"},
                       parse_line=BuildEvent.model_validate_json, what="build")
+
+    @staticmethod
+    def pull(image: str) -> Stream[BuildEvent]:
+        """Make sure the host's Docker engine has `image` (pulling it when it lacks it); progress
+        events, then one done (with the image's id) or error."""
+        return Stream("POST", "/v1/pulls", params={"image": image},
+                      parse_line=BuildEvent.model_validate_json, what="pull")
 
     @staticmethod
     def images() -> Call[list[StoredArtifact]]:
@@ -148,6 +156,7 @@ class AgentClient(SyncCore):
     delete_replica = sync_call(AgentCalls.delete_replica)
     artifact_exists = sync_call(AgentCalls.artifact_exists)
     build = sync_stream(AgentCalls.build)
+    pull = sync_stream(AgentCalls.pull)
     logs = sync_stream(AgentCalls.logs)
     images = sync_call(AgentCalls.images)
     remove_image = sync_call(AgentCalls.remove_image)
@@ -178,6 +187,7 @@ class AsyncAgentClient(AsyncCore):
     delete_replica = async_call(AgentCalls.delete_replica)
     artifact_exists = async_call(AgentCalls.artifact_exists)
     build = async_stream(AgentCalls.build)
+    pull = async_stream(AgentCalls.pull)
     logs = async_stream(AgentCalls.logs)
     images = async_call(AgentCalls.images)
     remove_image = async_call(AgentCalls.remove_image)

@@ -18,12 +18,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from workbench.controller.build import DeployError, ensure_artifact, plan_artifact
+from workbench.controller.build import ArtifactPlan, DeployError, ensure_artifact, plan_artifact
 from workbench.controller.events import Events
 from workbench.controller.fleet import Host
 from workbench.controller.state import ApiRecord
+from workbench.images.container import ImagePlan
 from workbench.images.errors import ContextChanged
-from workbench.images.plan import BuildPlan
 from workbench.spec.loader import LoadedSpec
 from workbench.wire.agent import BuildEvent
 from workbench.wire.replica import RuntimeKind
@@ -38,7 +38,7 @@ class CatchUpBuilds:
         self.events = events
         self._building: dict[tuple[str, str], asyncio.Task[None]] = {}  # (host, artifact)
         self._failed: dict[tuple[str, str], float] = {}  # (host, artifact) -> when
-        self._plans: dict[str, BuildPlan] = {}  # API -> the plan of its current artifact
+        self._plans: dict[str, ArtifactPlan] = {}  # API -> the plan of its current artifact
         self._planning: dict[str, asyncio.Lock] = {}  # API -> held while its plan is made again
 
     def excluded(self, artifact: str | None) -> set[str]:
@@ -86,11 +86,11 @@ class CatchUpBuilds:
         for host in hosts:
             self._failed.pop((host, artifact), None)
 
-    def keep(self, plan: BuildPlan) -> None:
+    def keep(self, plan: ArtifactPlan) -> None:
         """The plan a deploy made for its API: hosts that join later are built from it."""
         self._plans[plan.api] = plan
 
-    async def _plan_for(self, record: ApiRecord, runtime: RuntimeKind) -> BuildPlan:
+    async def _plan_for(self, record: ApiRecord, runtime: RuntimeKind) -> ArtifactPlan:
         """The kept plan of `record`'s artifact; without one (a restart), made again once."""
         async with self._planning.setdefault(record.name, asyncio.Lock()):
             plan = self._plans.get(record.name)
@@ -99,7 +99,7 @@ class CatchUpBuilds:
             return plan
 
 
-def _makes(plan: BuildPlan, record: ApiRecord, runtime: RuntimeKind) -> bool:
+def _makes(plan: ArtifactPlan, record: ApiRecord, runtime: RuntimeKind) -> bool:
     return plan.artifact == record.artifact and plan.runtime == runtime
 
 
@@ -109,13 +109,16 @@ def _changed(record: ApiRecord) -> DeployError:
 
 
 def _check_folder(record: ApiRecord) -> Path:
+    container = record.api_spec().container
+    if container is not None and container.image is not None and record.runtime == "docker":
+        return Path(record.project_dir or ".")  # an image to pull: the folder is not needed
     if not record.project_dir or not Path(record.project_dir).is_dir():
         raise DeployError(f"its project folder {record.project_dir or '(unknown)'} is gone from this "
                           "workstation")
     return Path(record.project_dir)
 
 
-async def replan(record: ApiRecord, runtime: RuntimeKind) -> BuildPlan:
+async def replan(record: ApiRecord, runtime: RuntimeKind) -> ArtifactPlan:
     """`record`'s build plan made again from its project folder; it must give the recorded
     artifact (else the project changed since that version was deployed)."""
     folder = _check_folder(record)
@@ -123,11 +126,13 @@ async def replan(record: ApiRecord, runtime: RuntimeKind) -> BuildPlan:
     plan = await asyncio.to_thread(plan_artifact, loaded, runtime, None)
     if not _makes(plan, record, runtime):
         raise _changed(record)
+    if isinstance(plan, ImagePlan):
+        plan.image_id = record.image_hash  # the id the deploy found, for the comparison on a new host
     return plan
 
 
 async def build_on(record: ApiRecord, host: Host, runtime: RuntimeKind,
-                   plan: BuildPlan | None = None) -> None:
+                   plan: ArtifactPlan | None = None) -> None:
     """Build `record`'s artifact on `host` from `plan` (the deploy's), or from a plan made again
     from the project folder when none is given or it is another artifact's."""
     _check_folder(record)

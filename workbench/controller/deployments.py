@@ -13,7 +13,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from workbench.controller.build import DeployError, choose_runtime, ensure_artifact, plan_artifact
+from workbench.controller.build import (
+    ArtifactPlan,
+    DeployError,
+    choose_runtime,
+    ensure_artifact,
+    plan_artifact,
+)
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.intake import DeployInputError, DeployOrder, check_against, read_order
@@ -23,7 +29,6 @@ from workbench.controller.routes import RouteSync
 from workbench.controller.scheduler import HostView, capacity_text, demand_for, demand_text, fits_ever
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
-from workbench.images.plan import BuildPlan
 from workbench.spec.loader import LoadedSpec, LoadedSplitter
 from workbench.wire.agent import BuildEvent
 from workbench.wire.control import DeployEvent, DeployRequest, DeployResultBody
@@ -115,13 +120,13 @@ class Deployments:
         targets = [h for h in hosts if h.info and runtime in h.info.runtimes
                    and (runtime != "docker" or h.info.docker.available)]
         plan = await asyncio.to_thread(plan_artifact, loaded, runtime, order.offline)
-        artifact, image_hash = plan.artifact, plan.image_hash
         built = False
         for host in targets:
             outcome: list[bool] = []
             async for event in self._build(host, plan, outcome):
                 yield event
             built = built or outcome[0]
+        artifact, image_hash = plan.artifact, plan.image_hash  # an image's id is known once found
         self.reconciler.catchup.keep(plan)
         self.reconciler.catchup.built(artifact, [host.name for host in targets])
         request = replica_request(spec, runtime, artifact, image_hash)
@@ -182,7 +187,7 @@ class Deployments:
                                         replaced=len(outdated) if hash_changed else 0,
                                         endpoint=self.endpoint(spec.name), notes=notes))
 
-    async def _build(self, host: Host, plan: BuildPlan, outcome: list[bool]) -> AsyncIterator[DeployEvent]:
+    async def _build(self, host: Host, plan: ArtifactPlan, outcome: list[bool]) -> AsyncIterator[DeployEvent]:
         """Put the plan's artifact on `host`, forwarding its progress as DeployEvents as they happen."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[DeployEvent | None] = asyncio.Queue()
@@ -197,7 +202,7 @@ class Deployments:
         def on_build(event: BuildEvent) -> None:
             put(DeployEvent(kind="build", api=name, message=event.message, build=event))
             if event.kind == "error":
-                raise DeployError(f"{name}: the build on {host.name} failed: {event.message}")
+                raise DeployError(f"{name}: {plan.action} on {host.name} failed: {event.message}")
 
         async def work() -> bool:
             try:

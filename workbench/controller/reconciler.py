@@ -46,6 +46,15 @@ DRAIN_WAIT = 5.0  # seconds to wait for the router's in-flight requests to a lea
 GONE_STATES = (ReplicaState.STOPPING, ReplicaState.STOPPED)
 
 
+def _with_starting(progress: str, entries: list[tuple[Host, ReplicaInfo, ReplicaView]],
+                   spec_hash: str) -> str:
+    """The rollout's progress, with what a new replica that is still starting says (a container
+    API's server: its last log line; model servers load for minutes)."""
+    said = next((info.message for _, info, view in entries if view.spec_hash == spec_hash
+                 and info.state == ReplicaState.STARTING and info.message), None)
+    return f"{progress} ({said})" if said else progress
+
+
 def demand_of(record: ApiRecord | None) -> Demand:
     if record is None or record.kind != "api":
         return Demand()
@@ -158,12 +167,13 @@ class Reconciler:
         step = plan(views, record.spec_hash, record.desired_replicas, spec.update, rolling_out=rolling)
         if rolling:
             late = next((v for _, info, v in entries if v.spec_hash == record.spec_hash and not v.ready
-                         and time.time() - info.created_at > spec.serving.startup_timeout + 15), None)
+                         and time.time() - info.created_at > spec.startup_timeout + 15), None)
             failed = step.failed or late
             if failed is not None:
                 await self._fail_rollout(record, failed, entries)
                 return
-            self.tracker.progress(record.name, step.progress(record.desired_replicas))
+            self.tracker.progress(record.name, _with_starting(step.progress(record.desired_replicas),
+                                                              entries, record.spec_hash))
         by_id = {view.id: (host, info) for host, info, view in entries}
         for view in step.delete:
             host, info = by_id[view.id]
@@ -321,8 +331,9 @@ class Reconciler:
         tail = info.log_tail if info else []
         previous = self.store.history(record.name, record.rollout_from) if record.rollout_from else None
         left = "the previous version keeps serving" if previous else "nothing was deployed"
+        what = "server" if record.api_spec().container is not None else "predictor"
         message = (f"{record.name}: replica {failed.id} failed to start: {reason}; {left}. "
-                   "Fix the predictor and deploy again")
+                   f"Fix the {what} and deploy again")
         for host, replica, view in entries:
             if view.spec_hash == record.spec_hash and host.reachable:
                 self.retire(host, replica)

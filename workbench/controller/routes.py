@@ -30,6 +30,16 @@ def _keys(env_name: str | None) -> frozenset[str]:
     return frozenset(key.strip() for key in os.environ.get(env_name, "").split(",") if key.strip())
 
 
+def health_path_of(record: ApiRecord) -> str | None:
+    """What the router's active check asks a replica of `record`: a predictor's /readyz, a
+    container API's health path — none when that is on another port than the one it serves."""
+    container = record.api_spec().container
+    if container is None:
+        return "/readyz"
+    health = container.health
+    return health.path if health.port in (None, container.port) else None
+
+
 def route_for(record: ApiRecord) -> ApiRoute | SplitRoute:
     if record.kind == "traffic_splitter":
         splitter = record.splitter_spec()
@@ -54,7 +64,7 @@ class RouteSync:
         self._routes: dict[str, ApiRoute | SplitRoute] = {}
         self._endpoints: dict[str, list[Endpoint]] = {}
 
-    def endpoints(self, api: str) -> list[Endpoint]:
+    def endpoints(self, api: str, health_path: str | None = "/readyz") -> list[Endpoint]:
         leaving = self.retiring()
         ready = sorted(self.fleet.ready_endpoints(api), key=lambda pair: pair[1].created_at)
         endpoints = []
@@ -67,7 +77,8 @@ class RouteSync:
                 log.warning("no tunnel to replica %s on %s: %s", r.id, host.name, error)
                 continue
             endpoints.append(Endpoint(replica_id=r.id, url=endpoint.url, host=host.name,
-                                      headers=endpoint.headers, ca_cert=endpoint.ca_cert))
+                                      headers=endpoint.headers, ca_cert=endpoint.ca_cert,
+                                      health_path=health_path))
         return endpoints
 
     def sync(self) -> None:
@@ -87,7 +98,7 @@ class RouteSync:
                 self.router.set_route(route)
                 self._routes[name] = route
             if record.kind == "api":
-                endpoints = self.endpoints(name)
+                endpoints = self.endpoints(name, health_path_of(record))
                 if self._endpoints.get(name) != endpoints:
                     self.router.set_endpoints(name, endpoints)
                     self._endpoints[name] = endpoints

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from workbench.images.archive import write_tar_gz
+from workbench.images.container import DockerfilePlan
 from workbench.images.dockerfile import render_dockerfile
 from workbench.images.files import Entry, walk_files
 from workbench.images.plan import BuildPlan
@@ -90,3 +91,25 @@ def make_context(
         raise
     say(f"context for {plan.api}: {len(entries)} files, {size / 1e6:.1f} MB, hash {image_hash[:16]}")
     return BuildContext(image_hash, plan.artifact, path, size, manifest, dockerfile)
+
+
+def make_dockerfile_context(plan: DockerfilePlan, *, progress: Callable[[str], None] | None = None,
+                            directory: Path | None = None) -> BuildContext:
+    """The project's files as `docker build .` sends them, plus workbench-build.json (its hash, the
+    Dockerfile's path, offline), checked against the plan's digests."""
+    say = progress or (lambda line: None)
+    manifest = plan.manifest()
+    entries = [*plan.entries,
+               Entry(MANIFEST, data=(json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())]
+    handle, name = tempfile.mkstemp(prefix=f"workbench-{plan.api}-", suffix=".tar.gz", dir=directory)
+    os.close(handle)
+    path = Path(name)
+    try:
+        size = write_tar_gz(entries, path, plan.digests)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    say(f"context for {plan.api}: {len(entries)} files, {size / 1e6:.1f} MB, hash {plan.image_hash[:16]}")
+    dockerfile = next((e.read().decode(errors="replace") for e in plan.entries
+                       if e.name == plan.dockerfile), "")
+    return BuildContext(plan.image_hash, plan.artifact, path, size, manifest, dockerfile)

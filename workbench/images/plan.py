@@ -116,6 +116,11 @@ class BuildPlan:
         short = self.image_hash[:16]
         return f"workbench/{self.api}:{short}" if self.runtime == "docker" else f"{self.api}-{short}"
 
+    @property
+    def action(self) -> str:
+        """What producing the artifact is called in messages."""
+        return "the build"
+
     def pip_download_requirements(self) -> list[str]:
         """What an offline wheelhouse must hold besides the requirement files."""
         return [*runtime_pins(), *self.extra_pip]
@@ -164,7 +169,8 @@ def plan_build(loaded: LoadedSpec, runtime: Runtime, offline: bool | None = None
         entries = [entry for entry in entries if entry.name != spec_name]
     names = {entry.name for entry in entries}
 
-    top = [spec.predictor.requirements] if spec.predictor.requirements else (
+    named = spec.predictor.requirements if spec.predictor is not None else None
+    top = [named] if named else (
         ["requirements.txt"] if (project / "requirements.txt").is_file() else [])
     all_requirements = _requirement_files(project, top)
     for rel in all_requirements:

@@ -1,5 +1,5 @@
-"""Active health checks: ``GET <replica>/readyz`` every ~2 s (1 s timeout) per endpoint; a
-replica that fails is out of rotation until it passes again.
+"""Active health checks: ``GET <replica>/readyz`` (a container API's own health path) every ~2 s
+(1 s timeout) per endpoint; a replica that does not answer 2xx is out of rotation until it does.
 
 The next round starts `interval` seconds after the last one finished (rounds never overlap).
 """
@@ -79,14 +79,17 @@ class HealthChecker:
         if session is None:
             return state.healthy
         endpoint = state.endpoint
+        if endpoint.health_path is None:
+            return True
         extra: dict[str, Any] = {}
         if endpoint.headers:  # a direct-mode host's agent token
             extra["headers"] = dict(endpoint.headers)
         if endpoint.ca_cert:
             extra["ssl"] = tls_context(endpoint.ca_cert)
         try:
-            async with asyncio.timeout(self.timeout), session.get(state.url + "/readyz", **extra) as response:
+            async with (asyncio.timeout(self.timeout),
+                        session.get(state.url + endpoint.health_path, **extra) as response):
                 await response.read()
-                return response.status == 200
+                return 200 <= response.status < 300
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return False

@@ -22,6 +22,9 @@ class Endpoint:
     #: `(("authorization", "Bearer …"),)`); they replace same-named client headers
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     ca_cert: str | None = None  # PEM file that verifies an https `url` (default: system CAs)
+    #: what the active health check asks (a container API's own health path); None: no active
+    #: check (its health port is not the one the router reaches; the agent's readiness stands)
+    health_path: str | None = "/readyz"
 
 
 @dataclass(frozen=True)

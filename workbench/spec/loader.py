@@ -167,6 +167,8 @@ def _find_spec_file(path: Path) -> Path:
 
 
 def _check_predictor(spec: ApiSpec, project: Path, file: Path, line: int | None) -> list[Problem]:
+    if spec.predictor is None:
+        return []
     predictor_file = project / spec.predictor.path
     if not predictor_file.is_file():
         return [Problem(file, line, "predictor.path", f"{spec.predictor.path} not found in {project}")]
@@ -175,25 +177,40 @@ def _check_predictor(spec: ApiSpec, project: Path, file: Path, line: int | None)
     except SyntaxError as error:
         return [Problem(predictor_file, error.lineno, "", f"Python syntax error: {error.msg}")]
     classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
-    wanted = spec.predictor.class_name
+    wanted, path = spec.predictor.class_name, spec.predictor.path
     if wanted is not None:
         if wanted not in classes:
             found = ", ".join(sorted(classes)) or "none"
             return [Problem(file, line, "predictor.class",
-                            f"class {wanted} not found in {spec.predictor.path} (classes there: {found})")]
+                            f"class {wanted} not found in {path} (classes there: {found})")]
         return []
     if not any(name in classes for name in DEFAULT_CLASSES):
         return [Problem(file, line, "predictor.class",
-                        f"{spec.predictor.path} defines neither Predictor nor PythonPredictor; "
+                        f"{path} defines neither Predictor nor PythonPredictor; "
                         "name the class with predictor.class")]
     return []
 
 
+def _check_container(spec: ApiSpec, project: Path, file: Path, line: int | None) -> list[Problem]:
+    container = spec.container
+    if container is None or container.build is None:
+        return []
+    dockerfile = project / container.build
+    if not dockerfile.is_file():
+        return [Problem(file, line, "container.build",
+                        f"Dockerfile {container.build} not found in {project}")]
+    if not dockerfile.resolve().is_relative_to(project.resolve()):
+        return [Problem(file, line, "container.build",
+                        f"{container.build} must be inside the project folder {project}")]
+    return []
+
+
 def _check_files(spec: ApiSpec, project: Path, file: Path, line: int | None) -> list[Problem]:
-    problems = _check_predictor(spec, project, file, line)
-    if spec.predictor.requirements and not (project / spec.predictor.requirements).is_file():
+    problems = _check_predictor(spec, project, file, line) + _check_container(spec, project, file, line)
+    requirements = spec.predictor.requirements if spec.predictor is not None else None
+    if requirements and not (project / requirements).is_file():
         problems.append(Problem(file, line, "predictor.requirements",
-                                f"{spec.predictor.requirements} not found in {project}"))
+                                f"{requirements} not found in {project}"))
     if spec.image.wheelhouse and not (project / spec.image.wheelhouse).is_dir():
         problems.append(Problem(file, line, "image.wheelhouse",
                                 f"folder {spec.image.wheelhouse} not found in {project}"))
@@ -261,8 +278,9 @@ def load_spec_file(path: Path | str) -> SpecFile:
         if isinstance(spec, TrafficSplitterSpec):
             splitters.append(LoadedSplitter(spec, file))
             continue
-        predictor_line = _line_of(document, ("predictor",), lines) or api_line
-        problems.extend(_check_files(spec, project, file, predictor_line))
+        where = ("container", "build") if spec.container is not None else ("predictor",)
+        section_line = _line_of(document, where, lines) or api_line
+        problems.extend(_check_files(spec, project, file, section_line))
         loaded.append(LoadedSpec(spec, project, file))
     splitter_names = {s.spec.name for s in splitters}
     for splitter in splitters:

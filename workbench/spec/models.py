@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -10,11 +11,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from workbench.wire.replica import ServingConfig
+from workbench.wire.replica import CONTAINER_PORT, ServingConfig
 from workbench.wire.sizes import parse_bytes
 
 API_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -64,14 +66,114 @@ class PredictorSpec(_Strict):
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str) or not ENV_NAME.match(key):
-                    raise ValueError(f"{key!r} is not a valid environment variable name")
-                if isinstance(item, bool | dict | list) or item is None:
-                    raise ValueError(f"value of {key} must be a string or a number")
-            return {key: str(item) for key, item in value.items()}
+        return check_env(value)
+
+
+def check_env(value: Any) -> Any:
+    """An `env` mapping: valid names, string or number values (as strings)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if isinstance(item, bool | dict | list) or item is None:
+                raise ValueError(f"value of {key} must be a string or a number")
+        return {key: str(item) for key, item in value.items()}
+    return value
+
+
+IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
+HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$")
+SHM_MIN, SHM_MAX = 2**20, 2**40  # 1 MiB .. 1 TiB
+
+
+def _argv(value: Any) -> Any:
+    """A list of strings as it is; a string split as a shell would (no shell ever runs it)."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as error:
+            raise ValueError(f"cannot split {value!r} into arguments: {error}") from None
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, bool | dict | list) or item is None:
+                raise ValueError(f"{item!r}: each argument must be a string or a number")
+        return [str(item) for item in value]
+    return value
+
+
+Argv = Annotated[list[str], BeforeValidator(_argv)]
+
+
+class HealthSpec(_Strict):
+    """The readiness probe of a container API's server."""
+
+    path: str = Field("/health", description="GET this path; ready while it answers 2xx")
+    port: int | None = Field(None, ge=1, le=65535, description="the port to probe (container.port)")
+    timeout: float = Field(1.0, gt=0, le=600, description="seconds one probe may take")
+    period: float = Field(1.0, ge=1, le=3600, description="seconds between probes")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not HEALTH_PATH.match(value):
+            raise ValueError(f"{value!r} is not a URL path such as /health (it starts with '/')")
         return value
+
+
+def _health(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) else value
+
+
+class ContainerSpec(_Strict):
+    """Any model server as an API: an image (or a Dockerfile), a command, a port, a health path."""
+
+    image: str | None = Field(None, description="an image the host has or can pull")
+    build: str | None = Field(None, description="a Dockerfile in the project folder, built on each host")
+    command: Argv | None = Field(None, description="replaces the image's entrypoint; the process "
+                                 "runtime's command line")
+    args: Argv | None = Field(None, description="replaces the image's CMD")
+    env: dict[str, str] = Field(default_factory=dict)
+    port: int = Field(CONTAINER_PORT, ge=1, le=65535, description="where the server listens ($PORT)")
+    shm_size: ByteSize | None = Field(None, description="/dev/shm size, e.g. 16Gi (NCCL, PyTorch workers)")
+    health: Annotated[HealthSpec, BeforeValidator(_health)] = Field(default_factory=HealthSpec)
+    startup_timeout: float = Field(600.0, gt=0, le=24 * 3600.0,
+                                   description="seconds a replica may take to turn healthy")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_REF.match(value):
+            raise ValueError(f"{value!r} is not an image reference such as vllm/vllm-openai:v0.6.3")
+        return value
+
+    @field_validator("build")
+    @classmethod
+    def _build(cls, value: str | None) -> str | None:
+        if value is not None and (not value or value.startswith("/") or ".." in value.split("/")
+                                  or value.endswith("/")):
+            raise ValueError(f"{value!r} must be a Dockerfile inside the project folder, e.g. Dockerfile")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        value = check_env(value)
+        if isinstance(value, dict) and "PORT" in value:
+            raise ValueError("PORT is set to the server's port: set container.port instead")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_size(cls, value: int | None) -> int | None:
+        if value is not None and not SHM_MIN <= value <= SHM_MAX:
+            raise ValueError(f"{value} bytes is out of range: use 1Mi to 1Ti (e.g. 16Gi)")
+        return value
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> ContainerSpec:
+        if self.image is not None and self.build is not None:
+            raise ValueError("set either image or build, not both")
+        return self
 
 
 def parse_gpu_count(value: Any) -> Any:
@@ -289,17 +391,40 @@ def _check_api_name(value: str) -> str:
     return value
 
 
+#: `serving` settings only the predictor runtime reads; a container API's server has its own.
+PREDICTOR_ONLY_SERVING = {
+    "max_queue": "the server queues requests itself",
+    "max_batch_size": "the server batches requests itself",
+    "batch_timeout": "the server batches requests itself",
+    "request_timeout": "use routing.timeout",
+    "startup_timeout": "use container.startup_timeout",
+}
+#: `image` settings of predictor images; a container's Dockerfile or image says its own.
+PREDICTOR_ONLY_IMAGE = ("base", "apt")
+
+
+def _changed(model: BaseModel, names: Any) -> list[str]:
+    """Which of `names` hold another value than their default (a stored spec spells out all)."""
+    fields = type(model).model_fields
+    return [name for name in names
+            if getattr(model, name) != fields[name].get_default(call_default_factory=True)]
+
+
 class ApiSpec(_Strict):
-    """One API: a predictor, how to build it, where and how it runs."""
+    """One API: a predictor (or a container's own server), how to build it, where and how it runs.
+
+    Field order matters: `container`'s checks read `predictor` and `runtime`, `serving`'s and
+    `image`'s read `container` (pydantic validates fields in this order)."""
 
     kind: Literal["api"] = "api"
     name: str
-    predictor: PredictorSpec = Field(default_factory=PredictorSpec)
+    predictor: PredictorSpec | None = None  # set to the default predictor unless `container` is
+    runtime: Literal["auto", "docker", "process"] = "auto"
+    container: ContainerSpec | None = None
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     replicas: int | None = Field(None, ge=0, le=1000)
     autoscaling: AutoscalingSpec | None = None
     serving: ServingConfig = Field(default_factory=ServingConfig)
-    runtime: Literal["auto", "docker", "process"] = "auto"
     image: ImageSpec = Field(default_factory=ImageSpec)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     update: UpdateSpec = Field(default_factory=UpdateSpec)
@@ -309,11 +434,60 @@ class ApiSpec(_Strict):
     def _name(cls, value: str) -> str:
         return _check_api_name(value)
 
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: ContainerSpec | None, info: ValidationInfo) -> ContainerSpec | None:
+        if value is None:
+            return value
+        if info.data.get("predictor") is not None:
+            raise ValueError("set either predictor or container, not both: a container API runs its "
+                             "own server in place of a predictor")
+        runtime = info.data.get("runtime", "auto")
+        has_image = value.image is not None or value.build is not None
+        if runtime == "process" and not value.command:
+            raise ValueError("runtime: process runs container.command on the host: set command "
+                             "(e.g. [python, server.py])")
+        if runtime == "docker" and not has_image:
+            raise ValueError("set container.image (an image the host has or can pull) or "
+                             "container.build (a Dockerfile in the project folder)")
+        if not has_image and not value.command:
+            raise ValueError("set container.image (an image the host has or can pull), container.build "
+                             "(a Dockerfile in the project folder), or, for runtime: process, "
+                             "container.command")
+        return value
+
+    @field_validator("serving")
+    @classmethod
+    def _serving(cls, value: ServingConfig, info: ValidationInfo) -> ServingConfig:
+        if info.data.get("container") is not None:
+            for name in sorted(_changed(value, PREDICTOR_ONLY_SERVING)):
+                raise ValueError(f"{name} applies to predictors; a container API's server does not read "
+                                 f"it ({PREDICTOR_ONLY_SERVING[name]})")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: ImageSpec, info: ValidationInfo) -> ImageSpec:
+        if info.data.get("container") is not None:
+            for name in _changed(value, PREDICTOR_ONLY_IMAGE):
+                raise ValueError(f"image.{name} applies to predictor images; a container API's "
+                                     "Dockerfile or image names its own")
+        return value
+
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> ApiSpec:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError("set either replicas or autoscaling, not both")
+        if self.container is None and self.predictor is None:
+            self.predictor = PredictorSpec()
         return self
+
+    @property
+    def startup_timeout(self) -> float:
+        """Seconds a replica may take to turn ready."""
+        if self.container is not None:
+            return self.container.startup_timeout
+        return self.serving.startup_timeout
 
     @property
     def desired_replicas(self) -> int:

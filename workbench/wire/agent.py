@@ -8,19 +8,25 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from workbench.wire.replica import RuntimeConfig, RuntimeKind, Strict
+from workbench.wire.replica import HealthCheck, RuntimeConfig, RuntimeKind, ServerConfig, Strict
+
+#: How the predictor runtime is probed: its /readyz on the serving port.
+PREDICTOR_HEALTH = HealthCheck()
 
 
 class ReplicaRequest(Strict):
-    """What a client asks an agent to run: one replica of one API."""
+    """What a client asks an agent to run: one replica of one API — a predictor (workbench's
+    runtime, `runtime_config`) or a container API's own server (`server`); exactly one is set.
+    The rest (artifact, env, compute, GPUs) means the same for both."""
 
     api: str
     spec_hash: str
     runtime: RuntimeKind
-    artifact: str = Field(description="docker image tag, or the process runtime's bundle id")
-    runtime_config: RuntimeConfig
+    artifact: str = Field(description="docker image (tag or id), or the process runtime's bundle id")
+    runtime_config: RuntimeConfig | None = None
+    server: ServerConfig | None = None
     env: dict[str, str] = Field(default_factory=dict)
     cpu: float | None = None
     mem_bytes: int | None = None
@@ -28,6 +34,30 @@ class ReplicaRequest(Strict):
     #: Fractional sharing (`compute.gpu: 0.5`): the share of each GPU in gpu_ids this replica
     #: uses; None means whole GPUs, never shared.
     gpu_share: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReplicaRequest:
+        if (self.runtime_config is None) == (self.server is None):
+            raise ValueError("give exactly one of runtime_config (a predictor) and server (a container API)")
+        return self
+
+    @property
+    def health(self) -> HealthCheck:
+        return self.server.health if self.server is not None else PREDICTOR_HEALTH
+
+    @property
+    def startup_timeout(self) -> float:
+        if self.server is not None:
+            return self.server.startup_timeout
+        assert self.runtime_config is not None
+        return self.runtime_config.serving.startup_timeout
+
+    @property
+    def graceful_shutdown(self) -> float:
+        if self.server is not None:
+            return self.server.graceful_shutdown
+        assert self.runtime_config is not None
+        return self.runtime_config.serving.graceful_shutdown
 
 
 class ReplicaState(StrEnum):
@@ -148,6 +178,8 @@ class BuildEvent(BaseModel):
     total_steps: int | None = None
     artifact: str | None = None
     cached: bool = False
+    #: a pull's (or a found image's) id, which goes into a container API's spec hash
+    image_id: str | None = None
 
 
 #: the last second a log line's time can name (9999-12-31T23:59:59Z): the bound of every `since`
