@@ -57,9 +57,6 @@ class RunStatus:
     #: Restarts done by someone else (Docker's restart policy) since the agent last looked.
     external_restarts: int = 0
     detail: str | None = None
-    #: When the current (or last) run started, where the runtime knows it (Docker's StartedAt):
-    #: a failure's log tail is that run's output.
-    started_at: float | None = None
 
 
 class ArtifactMissing(NotFound):

@@ -286,16 +286,14 @@ class DockerRuntime(Runtime):
         external = max(0, count - seen)
         state = c.attrs.get("State") or {}
         self._refresh(handle, c)
-        started = docker_time(state.get("StartedAt"))
         if state.get("Status") == "running" and not state.get("Restarting"):
-            return RunStatus(running=True, external_restarts=external, started_at=started)
+            return RunStatus(running=True, external_restarts=external)
         return RunStatus(
             running=False,
             exit_code=state.get("ExitCode"),
             oom_killed=bool(state.get("OOMKilled")),
             external_restarts=external,
             detail=state.get("Error") or None,
-            started_at=started,
         )
 
     def restart(self, handle: Handle) -> None:
