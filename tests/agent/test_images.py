@@ -87,3 +87,31 @@ def test_bundles_in_use_stay(client: httpx.Client, bundle: str) -> None:
     assert client.get("/v1/artifacts", params={"runtime": "process", "name": artifact}).status_code == 404
     bad = client.delete("/v1/images", params={"runtime": "process", "artifact": "../../etc"})
     assert bad.status_code == 400
+
+
+@pytest.mark.docker
+def test_the_image_hash_label_is_one_build_step(client: httpx.Client) -> None:
+    """workbench's own Dockerfile sets the label: the build adds no second LABEL step; a
+    Dockerfile without it (a container API's) gets it from the build, in one step too."""
+    require_docker()
+    marker = secrets.token_hex(6)
+    image_hash = (marker * 6)[:64]
+    for own_label in (True, False):
+        tag = f"workbench/wbtest-label:{marker}{int(own_label)}"
+        dockerfile = f"FROM {BASE}\nENV WB_LABEL_TEST={marker}{int(own_label)}\n"
+        if own_label:
+            dockerfile += f'LABEL workbench.image-hash="{image_hash}"\n'
+        files = {"Dockerfile": dockerfile.encode(),
+                 "workbench-build.json": json.dumps({"artifact": tag, "image_hash": image_hash}).encode()}
+        try:
+            events = read_events(client.post("/v1/builds", params={"runtime": "docker", "artifact": tag},
+                                             content=make_tar(files), timeout=600))
+            assert events[-1]["kind"] == "done", events[-5:]
+            labels = [e for e in events if e["kind"] == "step" and str(e.get("message")).startswith("LABEL ")]
+            assert len(labels) == 1, events
+            inspected = subprocess.run(["docker", "image", "inspect", "--format",
+                                        "{{index .Config.Labels \"workbench.image-hash\"}}", tag],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+            assert inspected == image_hash
+        finally:
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
