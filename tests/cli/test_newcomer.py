@@ -254,6 +254,27 @@ def test_a_spec_no_host_could_ever_hold_fails_at_deploy(bench: Workbench, tmp_pa
     assert "huge" not in [api["name"] for api in bench.json("get")]  # type: ignore[union-attr]
 
 
+def test_piped_deploy_output_keeps_hashes_and_errors_whole(bench: Workbench, tmp_path: Path) -> None:
+    """In a pipe (taken as 80 wide) a deploy's lines are never hard-wrapped: an artifact's hash and
+    an error stay on one line, as a CI log or `2>&1 | grep` needs them."""
+    name = "ux-greeter-" + "x" * 52  # the longest name a spec may have
+    project = write_project(tmp_path / "longest", f"name: {name}\nruntime: process\ncompute: {{cpu: 0.05}}\n",
+                            PREDICTOR)
+    huge = write_project(tmp_path / "huge", "name: huge\nruntime: process\ncompute: {cpu: 1000}\n", PREDICTOR)
+    try:
+        deployed = piped(bench, "deploy", str(project))
+        assert re.search(rf"^{name}: built {name}-[0-9a-f]{{16}}\b", deployed.stderr, re.MULTILINE), \
+            deployed.stderr
+        assert re.search(rf"^✓ {name}", deployed.stdout, re.MULTILINE), deployed.stdout
+        assert name in piped(bench, "get", "-o", "name").stdout.splitlines()
+        refused = piped(bench, "deploy", str(huge), check=False)
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and len(errors[0]) > 80, refused.stderr
+        assert "no host could ever run a replica" in errors[0] and errors[0].endswith("Nothing was deployed")
+    finally:
+        bench.run("delete", name, check=False)
+
+
 def test_scale_beyond_room_warns_and_get_says_how_many_wait(bench: Workbench, tmp_path: Path,
                                                           token: str) -> None:
     share = int((host_cpus(bench) - 0.1) / 2 * 100) / 100  # two fill the host beside the long-named API
