@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +17,7 @@ from workbench.tui.table import LiveTable, Row
 from workbench.tui.views import status_text
 from workbench.tui.widgets import spark
 
-from workbench.wire.control import ApiDetail, EventBody
+from workbench.wire.control import ApiDetail, EventBody, TrafficBody
 
 REPLICA_COLUMNS = ("REPLICA", "HOST", "GPUS", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE",
                    "MESSAGE")
@@ -26,6 +28,18 @@ STATE_STYLE = {"ready": "green", "failed": "bold red", "starting": "yellow", "st
 def autoscale_inputs(event: EventBody) -> str:
     return " ".join(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}"
                     for key, value in event.data.items()) or "-"
+
+
+def split_text(split: list[dict[str, Any]]) -> Text:
+    """A splitter's targets with their traffic, the shadow beside the live ones."""
+    text = Text("traffic split:")
+    for target in split:
+        traffic = TrafficBody.model_validate(target.get("traffic") or {})
+        share = "shadow" if target.get("shadow") else f"{target.get('weight', 0):g}%"
+        text.append(f"\n  {target.get('name')} {share}: {traffic.requests_per_second:.1f} req/s, "
+                    f"p50 {fmt.ms(traffic.p50_ms)}, p99 {fmt.ms(traffic.p99_ms)}, "
+                    f"{traffic.status_2xx} 2xx, {traffic.status_4xx} 4xx, {traffic.status_5xx} 5xx")
+    return text
 
 
 class ApiDetailScreen(DataScreen):
@@ -85,9 +99,7 @@ class ApiDetailScreen(DataScreen):
         summary.update(self.summary_text(detail, state))
         split = self.query_one("#split", Static)
         split.display = bool(detail.split)
-        split.update("traffic split: " + ", ".join(
-            f"{t.get('name')} {t.get('weight')}%" + (" (shadow)" if t.get("shadow") else "")
-            for t in detail.split))
+        split.update(split_text(detail.split))
         self.query_one("#replicas", LiveTable).show_rows([
             Row(r.id, (fmt.short_id(r.id), r.host,
                        ",".join(map(str, state.gpus_of_replica(r.host, r.id))) or "-",

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workbench.wire.agent import GpuInfo, GpuReport
-from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody
+from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody, TrafficBody
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -247,9 +247,7 @@ def api_detail(api: ApiDetail) -> Group:
     if api.message:
         parts.append(plain(api.message, "yellow"))
     if api.split:
-        parts.append(plain("routes to: " + ", ".join(
-            f"{t.get('name')} {t.get('weight')}%" + (" (shadow)" if t.get("shadow") else "")
-            for t in api.split)))
+        parts += ["", split_table(api.split)]
     if api.replica_list:
         with_gpus = any(r.gpu_ids for r in api.replica_list)
         columns = ["REPLICA", "HOST", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE",
@@ -267,6 +265,19 @@ def api_detail(api: ApiDetail) -> Group:
     if api.events:
         parts += ["", Text("recent events", style="bold"), events_table(api.events[-15:], with_api=False)]
     return Group(*parts)
+
+
+def split_table(split: list[dict[str, Any]]) -> Table:
+    """A splitter's targets, the shadow among them, each with its traffic (to compare them)."""
+    rows = []
+    for target in split:
+        traffic = TrafficBody.model_validate(target.get("traffic") or {})
+        weight = "shadow" if target.get("shadow") else f"{target.get('weight', 0):g}%"
+        rows.append([plain(target.get("name")), weight, f"{traffic.requests_per_second:.1f}",
+                     _ms(traffic.p50_ms), _ms(traffic.p99_ms), str(traffic.status_2xx),
+                     str(traffic.status_4xx), str(traffic.status_5xx)])
+    return _table(["ROUTES TO", "WEIGHT", "REQ/S", "P50", "P99", "2XX", "4XX", "5XX"], rows,
+                  names=("ROUTES TO",))
 
 
 # -- events ----------------------------------------------------------------------------------------

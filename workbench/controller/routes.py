@@ -50,7 +50,7 @@ def route_for(record: ApiRecord) -> ApiRoute | SplitRoute:
     spec = record.api_spec()
     return ApiRoute(name=spec.name, routing=spec.routing, max_body_bytes=spec.serving.max_body_bytes,
                     scale_to_zero=spec.autoscaling is not None and spec.autoscaling.min_replicas == 0,
-                    api_keys=_keys(spec.routing.api_keys_env))
+                    api_keys=_keys(spec.routing.api_keys_env), incarnation=record.created_at)
 
 
 class RouteSync:

@@ -106,8 +106,9 @@ class Views:
                 a = spec.autoscaling
                 autoscaling = {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
                                "target_concurrency": a.target_concurrency or spec.serving.max_concurrency}
-        else:
-            split = [t.model_dump() for t in record.splitter_spec().apis]
+        else:  # each target with its traffic: a shadow's beside the live ones'
+            split = [{**t.model_dump(), "traffic": _traffic(self._traffic_of(t.name)).model_dump()}
+                     for t in record.splitter_spec().apis]
         return ApiSummary(
             name=record.name, kind=record.kind, status=status_of(record, counts), replicas=counts,
             runtime=record.runtime,
@@ -133,5 +134,6 @@ class Views:
                 spec_hash=r.spec_hash, up_to_date=r.spec_hash == record.spec_hash,
                 ejected=r.id in traffic.ejected, created_at=r.created_at, log_tail=r.log_tail,
                 gpu_ids=list(r.gpu_ids), gpu_share=r.gpu_share))
-        return ApiDetail(**summary.model_dump(), replica_list=replicas,
-                         events=[event_body(e) for e in self.store.events(record.name, events)])
+        # this API's events, not those of an earlier API of the same name (`workbench events` has those)
+        own = self.store.events(record.name, events, since=record.created_at)
+        return ApiDetail(**summary.model_dump(), replica_list=replicas, events=[event_body(e) for e in own])

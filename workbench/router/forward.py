@@ -2,7 +2,8 @@
 
 Each attempt sends the request to one replica (picked among the eligible ones not tried yet)
 and ends in a named :class:`AttemptOutcome`. An outcome is either final (the replica's answer was
-passed on, or the router answers for it: 504, 413, 400, or nobody to answer) or a failure that
+passed on, or the router answers for it: 504, 413, 400, or nobody to answer; or the client left,
+or the stream stalled: see watch.py) or a failure that
 :func:`retry_decision` may retry on another replica: only where the request can be sent again
 (its body kept, or not started) and either nothing was done (connect failed, queue full) or the
 API says its requests are idempotent; and only within the API's attempts and retry budget.
@@ -33,6 +34,7 @@ from .pool import EndpointState
 from .proxy import (
     UPSTREAM_ERRORS,
     ClientGone,
+    Relayed,
     StreamedBody,
     Upstream,
     read_all,
@@ -45,6 +47,7 @@ from .proxy import (
 from .request import IncomingRequest
 from .retry import RetryBudget
 from .shadow import ShadowCopies
+from .watch import ExchangeWatch, SlowExchanges
 
 _QUEUE_FULL_MARKERS = (b"queue full", b"predictor not ready")  # in a replica's 503 body
 _now = time.monotonic
@@ -64,6 +67,9 @@ class AttemptOutcome(Enum):
     BODY_TOO_LARGE = "body_too_large"  # the client's streamed body went over the limit: 413
     CLIENT_GONE = "client_gone"  # the client hung up while its body streamed: nobody to answer
     NOT_FORWARDABLE = "not_forwardable"  # the HTTP client refused the request as given: 400
+    CLIENT_CANCELLED = "client_cancelled"  # the client hung up waiting for the answer or during its
+    # stream: the upstream connection was closed at once (the replica stops working on it)
+    STREAM_IDLE = "stream_idle"  # the answer's stream sent nothing for routing.stream_idle_timeout
 
 
 #: outcomes that may be retried on another replica (see retry_decision)
@@ -72,9 +78,9 @@ RETRYABLE = frozenset({AttemptOutcome.QUEUE_FULL, AttemptOutcome.CONNECT_FAILED,
 NOTHING_DONE = frozenset({AttemptOutcome.QUEUE_FULL, AttemptOutcome.CONNECT_FAILED})
 #: the replica's own answer went to the client (the attempt's status is the answer's)
 PASSED_ON = frozenset({AttemptOutcome.ANSWERED, AttemptOutcome.RELAY_BROKEN,
-                       AttemptOutcome.REPLICA_UNAVAILABLE})
-#: attempts whose duration feeds the endpoint's latency estimate
-_OBSERVED = frozenset({AttemptOutcome.ANSWERED, AttemptOutcome.REPLICA_UNAVAILABLE})
+                       AttemptOutcome.REPLICA_UNAVAILABLE, AttemptOutcome.STREAM_IDLE})
+_RELAYED = {Relayed.COMPLETE: AttemptOutcome.ANSWERED, Relayed.BROKEN: AttemptOutcome.RELAY_BROKEN,
+            Relayed.STALLED: AttemptOutcome.STREAM_IDLE, Relayed.CLIENT_LEFT: AttemptOutcome.CLIENT_CANCELLED}
 
 _FAILURES: tuple[tuple[type[BaseException], AttemptOutcome], ...] = (
     (aiohttp.ClientConnectorError, AttemptOutcome.CONNECT_FAILED),  # refused, unreachable, DNS
@@ -138,15 +144,17 @@ class HeldAnswer:
     replica: bytes
 
 
-class Exchange:
+class Exchange(ExchangeWatch):
     """One request on its way through the attempts: what every attempt sends, and what the
-    attempts leave behind (the status passed on, a held answer, the last failure)."""
+    attempts leave behind (the status passed on, a held answer, the last failure). It is also the
+    request's watch (see watch.py): the client leaving or the stream stalling ends the attempt."""
 
     __slots__ = ("api", "body", "deadline", "headers", "held", "problem", "request", "send", "status",
                  "upstream")
 
     def __init__(self, api: ApiState, request: IncomingRequest, upstream: Upstream,
-                 headers: list[tuple[str, str]], deadline: float, send: Send) -> None:
+                 headers: list[tuple[str, str]], deadline: float, receive: Receive, send: Send) -> None:
+        super().__init__(receive)
         self.api = api
         self.request = request
         self.body = request.body
@@ -157,6 +165,10 @@ class Exchange:
         self.status = 0  # of the answer passed on
         self.held: HeldAnswer | None = None
         self.problem = ""  # the last failure, for the 502 (or why the request cannot be forwarded)
+
+    def ready(self) -> bool:
+        body = self.body
+        return not isinstance(body, StreamedBody) or body.finished
 
     async def attempt(self, state: EndpointState, now: float) -> AttemptOutcome:
         """Send the request to `state`; relay its answer when it is one to pass on."""
@@ -170,7 +182,8 @@ class Exchange:
                 remaining = self.deadline - now
                 if remaining <= 0:
                     raise TimeoutError
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(remaining) as scope:
+                    self.enter(scope)
                     request = self.request
                     response = await self.upstream.open(state, request.method, request.target,
                                                         self.headers, body)
@@ -184,9 +197,14 @@ class Exchange:
                         await send_buffered(send, 503, response.raw_headers, text, request.request_id,
                                             state.replica_bytes)
                         self.status = 503
+                        state.observe(_now() - now, _now())
                         outcome = AttemptOutcome.REPLICA_UNAVAILABLE
                         return outcome
             except TimeoutError:
+                if self.gone:
+                    api.stats.cancelled()
+                    outcome = AttemptOutcome.CLIENT_CANCELLED
+                    return outcome
                 api.stats.upstream_error(AttemptOutcome.TIMEOUT.value)
                 api.failed(state, _now())
                 outcome = AttemptOutcome.TIMEOUT
@@ -214,25 +232,33 @@ class Exchange:
                 self.problem = f"cannot forward this request: {exc}"
                 outcome = AttemptOutcome.NOT_FORWARDABLE
                 return outcome
+            finally:
+                self.leave()
 
-            # an answer: relay it
+            # an answer: relay it. Its latency is the time to its headers (a stream's length is none)
+            headers_at = _now()
+            state.observe(headers_at - now, headers_at)
+            self.request.answered_at = headers_at
             status = self.status = response.status
             if status >= 500:
-                api.failed(state, _now())
+                api.failed(state, headers_at)
             else:
                 outlier.record_success(state)
             await send({"type": "http.response.start", "status": status,
                         "headers": response_headers(response.raw_headers, self.request.request_id,
                                                     state.replica_bytes)})
-            if await relay_body(response, send):
-                outcome = AttemptOutcome.ANSWERED
-            else:
-                outcome = AttemptOutcome.RELAY_BROKEN
+            outcome = _RELAYED[await relay_body(response, send, self, api.routing.stream_idle_timeout)]
+            if outcome is AttemptOutcome.RELAY_BROKEN:
                 api.stats.upstream_error(AttemptOutcome.RESET.value)
                 api.failed(state, _now())
+            elif outcome is AttemptOutcome.STREAM_IDLE:
+                api.stats.upstream_error(AttemptOutcome.STREAM_IDLE.value)
+                api.failed(state, _now())
+            elif outcome is AttemptOutcome.CLIENT_CANCELLED:
+                api.stats.cancelled()
             return outcome
         finally:
-            state.end(now, _now(), outcome in _OBSERVED)
+            state.end(now, _now(), False)
 
 
 class Forwarder:
@@ -242,6 +268,7 @@ class Forwarder:
         self.upstream: Upstream | None = None
         self._shadow = shadow
         self._wake = wake
+        self.slow = SlowExchanges()
 
     async def forward(self, api: ApiState, request: IncomingRequest, receive: Receive, send: Send,
                       shadow: str | None = None) -> int:
@@ -286,7 +313,25 @@ class Forwarder:
             size = len(body) if isinstance(body, bytes) else content_length
             if size is not None:
                 headers.append(("content-length", str(size)))
-        exchange = Exchange(api, request, upstream, headers, now + routing.timeout, send)
+        exchange = Exchange(api, request, upstream, headers, now + routing.timeout, receive, send)
+        slow = self.slow
+        slow.add(exchange)
+        try:
+            return await self._attempts(exchange, now)
+        finally:
+            slow.discard(exchange)
+            exchange.stop()
+
+    async def _attempts(self, exchange: Exchange, now: float) -> int:
+        """Attempt on one replica after another, as retry_decision allows; the status sent."""
+        api = exchange.api
+        route = api.route
+        assert route is not None
+        routing = api.routing
+        pool = api.pool
+        send = exchange.send
+        body = exchange.body
+        rid = exchange.request.request_id
         tried: list[EndpointState] = []
         retries = 0
         while True:
@@ -301,8 +346,10 @@ class Forwarder:
             if outcome is AttemptOutcome.TIMEOUT:
                 return await error_answer(send, 504, f"no answer from API {api.name!r} within "
                                           f"{routing.timeout:g}s", request_id=rid)
+            if outcome is AttemptOutcome.CLIENT_CANCELLED:
+                return exchange.status or 499  # (its status when the client left mid-stream)
             if outcome is AttemptOutcome.BODY_TOO_LARGE:
-                return await error_answer(send, 413, too_large_text(limit), request_id=rid)
+                return await error_answer(send, 413, too_large_text(route.max_body_bytes), request_id=rid)
             if outcome is AttemptOutcome.CLIENT_GONE:
                 return 499
             if outcome is AttemptOutcome.NOT_FORWARDABLE:

@@ -118,14 +118,22 @@ class RouterMetrics:
         )
         self.shadow = Counter("workbench_router_shadow_requests", "Shadow copies, by outcome",
                               ["api", "outcome"], registry=registry)
+        self.client_cancelled = Counter(
+            "workbench_router_client_cancelled",
+            "Requests whose client hung up while waiting for the answer or during its stream "
+            "(the upstream connection was closed at once)", ["api"], registry=registry)
+
+
+#: the `outcome` labels of workbench_router_shadow_requests_total
+SHADOW_OUTCOMES = ("ok", "5xx", "error", "no_api", "no_replica", "skipped", "dropped")
 
 
 class ApiStats:
     """Everything counted for one API: cached Prometheus children and the rolling window."""
 
     __slots__ = (
-        "_m", "api", "budget_exhausted_c", "ejections", "ejections_c", "in_flight",
-        "in_flight_g", "latency_h", "retries", "retries_c", "rolling", "status", "status_c",
+        "_kinds", "_m", "api", "budget_exhausted_c", "cancelled_c", "ejections", "ejections_c",
+        "in_flight", "in_flight_g", "latency_h", "retries", "retries_c", "rolling", "status", "status_c",
     )
 
     def __init__(self, metrics: RouterMetrics, api: str) -> None:
@@ -142,6 +150,23 @@ class ApiStats:
         self.budget_exhausted_c = metrics.budget_exhausted.labels(api)
         self.ejections = 0
         self.ejections_c = metrics.ejections.labels(api)
+        self.cancelled_c = metrics.client_cancelled.labels(api)
+        self._kinds: set[str] = set()  # upstream error kinds counted
+
+    def forget(self) -> None:
+        """Drop this API's Prometheus series (the API is gone, or a new one of the same name took
+        its place: that one starts at zero)."""
+        m = self._m
+        name = self.api
+        for status in ("2xx", "4xx", "5xx"):
+            m.requests.remove(name, status)
+        for family in (m.latency, m.in_flight, m.retries, m.budget_exhausted, m.ejections,
+                       m.client_cancelled):
+            family.remove(name)
+        for kind in self._kinds:
+            m.upstream_errors.remove(name, kind)
+        for outcome in SHADOW_OUTCOMES:
+            m.shadow.remove(name, outcome)
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -167,4 +192,8 @@ class ApiStats:
         self.ejections_c.inc()
 
     def upstream_error(self, kind: str) -> None:
+        self._kinds.add(kind)
         self._m.upstream_errors.labels(self.api, kind).inc()
+
+    def cancelled(self) -> None:
+        self.cancelled_c.inc()

@@ -4,18 +4,21 @@ request than httpx/httpcore on this path), and relaying responses to the client.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
+from enum import Enum
 from functools import lru_cache
 
 import aiohttp
 from yarl import URL
 
-from workbench.wire.errors import ConnectionFailed, TooLarge
+from workbench.wire.errors import ConnectionFailed, TooLarge, error_body
 from workbench.wire.sizes import size_text
 
 from .asgi import Receive, Send
 from .pool import EndpointState
+from .watch import ExchangeWatch
 
 REPLAY_LIMIT = 1024 * 1024  # bodies up to this size are kept, so a failed attempt can be replayed
 CONNECT_TIMEOUT = 3.0
@@ -50,9 +53,9 @@ def too_large_text(limit: int) -> str:
 class StreamedBody:
     """A request body too large to keep: what was read so far, then the rest as it comes.
     `started` tells whether any of it was handed to an upstream connection (then it cannot
-    be replayed)."""
+    be replayed), `finished` whether all of it was (then the client side is free to watch)."""
 
-    __slots__ = ("_prefix", "_receive", "failure", "limit", "size", "started")
+    __slots__ = ("_prefix", "_receive", "failure", "finished", "limit", "size", "started")
 
     def __init__(self, prefix: list[bytes], size: int, receive: Receive, limit: int) -> None:
         self._prefix = prefix
@@ -60,6 +63,7 @@ class StreamedBody:
         self.size = size
         self.limit = limit
         self.started = False
+        self.finished = False
         self.failure: Exception | None = None  # why the client side broke off (the client
         # library may wrap what the iterator raised)
 
@@ -82,6 +86,7 @@ class StreamedBody:
                     raise self.failure
                 yield chunk
             if not message.get("more_body", False):
+                self.finished = True
                 return
 
 
@@ -208,22 +213,77 @@ async def read_all(response: aiohttp.ClientResponse, limit: int = 65536) -> byte
         response.release()
 
 
-async def relay_body(response: aiohttp.ClientResponse, send: Send) -> bool:
-    """Stream the response body to the client, one chunk behind (so the last one carries
-    ``more_body=False`` and a small body is one message). False when the replica broke off."""
-    pending: bytes | None = None
+class Relayed(Enum):
+    """How relaying an answer's body ended."""
+
+    COMPLETE = "complete"
+    BROKEN = "broken"  # the replica broke off mid-body
+    STALLED = "stalled"  # no chunk within routing.stream_idle_timeout: the stream was ended
+    CLIENT_LEFT = "client_left"  # the client hung up: the upstream connection was closed
+
+
+_SSE = b"text/event-stream"
+
+
+async def relay_body(response: aiohttp.ClientResponse, send: Send, watch: ExchangeWatch,
+                     idle_timeout: float) -> Relayed:
+    """Pass the response body on, every chunk the moment it arrives.
+
+    A body that came whole with the headers (a small fixed-length answer) goes as one message.
+    Anything longer is a stream: `watch` then watches the client (the upstream connection is
+    closed the moment it leaves, which a model server takes as the end of the generation) and the
+    gaps between chunks (after `idle_timeout` s without one the stream ends: an SSE answer with an
+    ``event: error`` carrying the wire's error body, any other answer broken off, so that a cut
+    answer never passes for a whole one)."""
     content = response.content
     try:
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                break
-            if pending is not None:
-                await send({"type": "http.response.body", "body": pending, "more_body": True})
-            pending = chunk
+        data = content.read_nowait(-1)  # what came with the headers
     except UPSTREAM_ERRORS:
         response.close()
-        return False
+        return Relayed.BROKEN
+    if content.at_eof():
+        response.release()
+        await send({"type": "http.response.body", "body": data, "more_body": False})
+        return Relayed.COMPLETE
+
+    clock = asyncio.get_running_loop().time
+    try:
+        async with asyncio.timeout(None) as scope:
+            watch.enter(scope)
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            watch.watch_client()
+            watch.watch_idle(idle_timeout)
+            while True:
+                watch.moved = clock()
+                data = await content.readany()
+                if not data:
+                    break
+                end = content.at_eof()
+                watch.sending = True  # a client slow to read is not the replica stalling
+                await send({"type": "http.response.body", "body": data, "more_body": not end})
+                watch.sending = False
+                if end:
+                    watch.leave()
+                    response.release()
+                    return Relayed.COMPLETE
+    except TimeoutError:
+        response.close()  # never back to the pool: the replica sees the connection close
+        if watch.gone:
+            return Relayed.CLIENT_LEFT
+        if not watch.stalled:
+            raise
+        if _SSE in response.headers.get("content-type", "").encode("latin-1", "replace"):
+            message = (f"no data from the replica for {idle_timeout:g}s "
+                       "(routing.stream_idle_timeout); the stream was ended")
+            await send({"type": "http.response.body", "more_body": False,
+                        "body": b"event: error\ndata: " + error_body(message) + b"\n\n"})
+        return Relayed.STALLED
+    except UPSTREAM_ERRORS:
+        response.close()
+        return Relayed.BROKEN
+    finally:
+        watch.leave()
     response.release()
-    await send({"type": "http.response.body", "body": pending or b"", "more_body": False})
-    return True
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return Relayed.COMPLETE

@@ -37,6 +37,7 @@ class IncomingRequest:
     content_length: int | None  # as the client declared it
     has_body: bool  # declared with a length > 0, or chunked
     body: bytes | StreamedBody | None = None
+    answered_at: float = 0.0  # when a replica's answer (its headers) came, if one did
 
 
 class MalformedRequest(BadRequest):

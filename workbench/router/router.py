@@ -29,6 +29,7 @@ from .proxy import Upstream
 from .request import MalformedRequest, api_name, read_request, split_target
 from .shadow import ShadowCopies
 from .types import ApiRoute, ApiTraffic, Endpoint, SplitRoute
+from .websocket import deny, relay_websocket
 
 _now = time.monotonic
 
@@ -66,6 +67,7 @@ class Router:
     async def close(self) -> None:
         await self._health.close()
         await self._shadow.close()
+        await self._forwarder.slow.close()
         if self._upstream is not None:
             await self._upstream.close()
             self._upstream = self._forwarder.upstream = self._shadow.upstream = None
@@ -89,7 +91,10 @@ class Router:
     def set_route(self, route: ApiRoute | SplitRoute) -> None:
         self._routes[route.name] = route
         if isinstance(route, ApiRoute):
-            self._api(route.name).configure(route)
+            api = self._api(route.name)
+            if api.route is not None and api.route.incarnation != route.incarnation:
+                api.stats = self._fresh_stats(route.name)  # deleted and created again
+            api.configure(route)
         else:
             self._apis.pop(route.name, None)
 
@@ -98,6 +103,9 @@ class Router:
         api = self._apis.pop(name, None)
         if api is not None:
             api.pool.set(())
+        stats = self._stats.pop(name, None)
+        if stats is not None:
+            stats.forget()
 
     def set_endpoints(self, api: str, endpoints: Sequence[Endpoint]) -> None:
         self._api(api).pool.set(endpoints)
@@ -140,6 +148,14 @@ class Router:
             stats = self._stats[name] = ApiStats(self._metrics, name)
         return stats
 
+    def _fresh_stats(self, name: str) -> ApiStats:
+        """New counters for `name`, the old ones' series dropped (requests still out with the old
+        ones count there, unseen)."""
+        old = self._stats.pop(name, None)
+        if old is not None:
+            old.forget()
+        return self._stats_for(name)
+
     def _all_endpoints(self) -> list[EndpointState]:
         return [s for api in self._apis.values() for s in api.pool.endpoints]
 
@@ -155,7 +171,7 @@ class Router:
             if kind == "lifespan":
                 await self._lifespan(receive, send)
             elif kind == "websocket":
-                await send({"type": "websocket.close", "code": 1003})
+                await self._websocket(scope, receive, send)
             return
         self._in_flight += 1
         try:
@@ -214,4 +230,30 @@ class Router:
         finally:
             stats.leave()
             now = _now()
-            stats.done(status, now - started, now)
+            stats.done(status, (request.answered_at or now) - started, now)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket upgrade on ``/<api>/<path>``: passed through to a replica (websocket.py)."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        name = api_name(scope["path"])
+        route = self._routes.get(name)
+        if route is None:
+            await deny(scope, send, 404, f"no API named {name!r}", extra={"apis": sorted(self._routes)})
+            return
+        if self._draining or self._upstream is None:
+            await deny(scope, send, 503, "the router is shutting down")
+            return
+        try:
+            request = read_request(scope, name, route.api_keys, self.require_api_keys)
+            api = split_target(route, self._apis) if isinstance(route, SplitRoute) else self._apis[name]
+        except Unauthorized as error:
+            await deny(scope, send, 401, error.message)
+            return
+        except MalformedRequest as error:
+            await deny(scope, send, 400, error.message)
+            return
+        except Unavailable as error:
+            await deny(scope, send, 503, error.message)
+            return
+        await relay_websocket(api, request, scope, receive, send, self._upstream)

@@ -3,7 +3,9 @@
 A copy is sent in the background, after the client's body was read, and its answer is thrown
 away: it never delays or changes the client's answer. At most SHADOW_CONCURRENCY copies are
 out at once (more are dropped); a body too large to keep (streamed through) is not copied.
-Every copy is counted by outcome in ``workbench_router_shadow_requests_total``.
+Every copy is counted by outcome in ``workbench_router_shadow_requests_total``, and every copy sent
+is metered under the shadow API as its own requests are (status, latency to the answer's headers,
+in flight), which is what lets the candidate's latency and errors be compared with the live API's.
 """
 
 from __future__ import annotations
@@ -67,21 +69,38 @@ class ShadowCopies:
             state = pick(api.pool, api.policy, (), now)
             if state is None:
                 outcome = "no_replica"
+                api.stats.done(503, 0.0, now)  # as the live API counts its "no ready replica"
                 return
             headers = [*request.headers, ("x-request-id", request.request_id.decode("latin-1"))]
             body = request.body
             if isinstance(body, bytes):
                 headers.append(("content-length", str(len(body))))
+            stats = api.stats
+            stats.enter()
             state.begin(now)
-            ok = False
+            status = 0  # none: cancelled (the router closes)
+            answered = 0.0
             try:
                 async with asyncio.timeout(api.routing.timeout):
                     response = await upstream.open(state, request.method, request.target, headers, body)
+                    answered = _now()
+                    status = response.status
                     await read_all(response, 0)
-                ok = response.status < 500
-                outcome = "ok" if ok else "5xx"
+                outcome = "ok" if status < 500 else "5xx"
+            except TimeoutError:
+                status = 504
+                raise
+            except Exception:
+                status = 502
+                raise
             finally:
-                state.end(now, _now(), ok)
+                end = _now()
+                if answered and status < 500:
+                    state.observe(answered - now, answered)
+                state.end(now, end, False)
+                stats.leave()
+                if status:
+                    stats.done(status, (answered or end) - now, end)
         except Exception:
             outcome = "error"
         finally:

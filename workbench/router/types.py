@@ -36,6 +36,9 @@ class ApiRoute:
     max_body_bytes: int = 10 * 1024 * 1024
     scale_to_zero: bool = False  # min_replicas == 0: with no endpoint, wake and wait instead of 503
     api_keys: frozenset[str] = frozenset()  # empty: no key needed (unless the router requires keys)
+    #: which API of this name: when it was created. A route of another incarnation (the API was
+    #: deleted and created again) starts its counters and latencies afresh.
+    incarnation: float = 0.0
 
 
 @dataclass(frozen=True)

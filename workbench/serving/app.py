@@ -15,13 +15,14 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from workbench.wire.errors import status_of
 from workbench.wire.replica import RuntimeConfig
 
 from .batching import Batcher
-from .limits import Limiter, QueueFull
+from .disconnect import DisconnectWatch
+from .limits import Limiter, QueueFull, Slot
 from .loader import load_predictor
 from .logs import describe, log, log_exception
 from .metrics import CONTENT_TYPE, Metrics
@@ -29,6 +30,7 @@ from .payload import PayloadError, parse_payload, read_body
 from .predictor import PredictorHandle
 from .responses import error_response, http_exception_response, json_response, to_response
 from .runner import Runner
+from .streams import HeldResponse, ItemSource, PredictionStream, is_stream, wants_sse
 
 LOADING, READY, DRAINING, FAILED = "loading", "ready", "draining", "failed"
 RETRY = {"Retry-After": "1"}
@@ -146,21 +148,36 @@ class Runtime:
         query_params = dict(request.query_params) if handle.wants_query_params else None
         headers = dict(request.headers) if handle.wants_headers else None
         timeout = asyncio.timeout(serving.request_timeout)
+        watch = DisconnectWatch(request.receive)  # a client that leaves cancels the prediction
+        slot: Slot | None = None  # held by a stream (or predict's StreamingResponse) once it `kept` it
         try:
-            async with timeout:
-                if self.batcher is not None:
-                    result = await self.batcher.submit(payload, query_params, headers)
-                else:
-                    await self.limiter.acquire()
-                    result = await self.runner.call(
-                        handle.bind_predict(payload, query_params, headers),
-                        handle.predict_is_async,
-                        self.limiter.release,
-                    )
-            response = to_response(result)
+            try:
+                async with timeout:
+                    watch.guard(timeout)
+                    watch.start_later()
+                    if self.batcher is not None:
+                        result = await self.batcher.submit(payload, query_params, headers)
+                        response = to_response(result)
+                    else:
+                        await self.limiter.acquire()
+                        slot = Slot(self.limiter)
+                        result = await self._call(handle, payload, query_params, headers, slot)
+                        if is_stream(result):
+                            response = await self._stream(result, request, slot)
+                            slot = None  # the stream releases it
+                        else:
+                            response = to_response(result)
+                            if slot.kept:  # predict's own StreamingResponse
+                                response, slot = HeldResponse(response, slot), None
+            finally:
+                watch.stop()
+                if slot is not None and slot.kept:  # kept for a stream that never started
+                    slot.release()
         except QueueFull as exc:
             return error_response(503, str(exc), RETRY)
         except TimeoutError as exc:
+            if watch.gone:
+                return error_response(499, "the client hung up")
             if timeout.expired():
                 return error_response(504, f"request timed out after {serving.request_timeout:g}s")
             return _user_error(exc)
@@ -178,6 +195,41 @@ class Runtime:
         elif isinstance(payload, FormData):
             await payload.close()
         return response
+
+    async def _call(self, handle: PredictorHandle, payload: Any, query_params: Any, headers: Any,
+                    slot: Slot) -> Any:
+        """Call predict with `slot` held; a result that streams keeps it (see Slot)."""
+        call = handle.bind_predict(payload, query_params, headers)
+        if handle.predict_is_generator:
+            slot.keep()
+            return call()  # makes the generator; its code runs as it is iterated
+        if handle.predict_is_async:
+            async def run() -> Any:
+                result = await call()
+                if is_stream(result) or isinstance(result, StreamingResponse):
+                    slot.keep()
+                return result
+
+            return await self.runner.call(run, True, slot.call_done)
+
+        def run_sync() -> Any:
+            result = call()
+            if is_stream(result) or isinstance(result, StreamingResponse):
+                slot.keep()
+            return result
+
+        return await self.runner.call(run_sync, False, slot.call_done)
+
+    async def _stream(self, gen: Any, request: Request, slot: Slot) -> Response:
+        """The stream of `gen`'s items. Its first item is taken here, within request_timeout, so
+        that what fails before it is an error answer rather than a broken stream."""
+        source = ItemSource(gen, self.runner)
+        try:
+            first = await source.next()
+        except BaseException:
+            await source.close()
+            raise
+        return PredictionStream(source, first, wants_sse(request.headers.get("accept")), slot)
 
     async def _post_predict(
         self, handle: PredictorHandle, result: Any, payload: Any, query_params: Any, headers: Any

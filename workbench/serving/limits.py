@@ -58,3 +58,29 @@ class Limiter:
                 waiter.set_result(None)
                 return
         self.running -= 1
+
+
+class Slot:
+    """One place held in a :class:`Limiter`, released exactly once: when the prediction ends, or,
+    when it `keep`s the place for a stream it returned, when that stream ends."""
+
+    __slots__ = ("_limiter", "held", "kept")
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+        self.held = True
+        self.kept = False
+
+    def keep(self) -> None:
+        """The prediction's result holds the place past the call (see `call_done`)."""
+        self.kept = True
+
+    def call_done(self) -> None:
+        """The call of predict ended: release unless its result keeps the place."""
+        if not self.kept:
+            self.release()
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._limiter.release()

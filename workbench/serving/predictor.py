@@ -54,6 +54,9 @@ class PredictorHandle:
         self.instance = instance
         self._predict: Callable[..., Any] = predict
         self.predict_is_async = is_async(predict)
+        #: calling it makes a generator and runs none of its code: no thread needed
+        self.predict_is_generator = (inspect.isgeneratorfunction(predict)
+                                     or inspect.isasyncgenfunction(predict))
         self._predict_wants = wanted_params(predict)
         post = getattr(instance, "post_predict", None)
         self._post: Callable[..., Any] | None = post if callable(post) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -26,16 +27,21 @@ def to_response(result: Any) -> Response:
         return Response(result, media_type="text/plain; charset=utf-8")
     if isinstance(result, bytes | bytearray | memoryview):
         return Response(bytes(result), media_type="application/octet-stream")
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+        raise TypeError("predict returned a generator, which streams only without dynamic batching "
+                        "(serving.max_batch_size: 1)")
+    return Response(json_bytes(result, "predict returned"), media_type=JSON)
+
+
+def json_bytes(value: Any, what: str = "predict yielded") -> bytes:
+    """`value` as JSON (through FastAPI's ``jsonable_encoder`` when plain json cannot)."""
     try:
-        text = _dumps(result)
+        return _dumps(value).encode()
     except TypeError:
         try:
-            text = _dumps(jsonable_encoder(result))
+            return _dumps(jsonable_encoder(value)).encode()
         except Exception as exc:
-            raise TypeError(
-                f"predict returned a {type(result).__name__}, which is not JSON serializable"
-            ) from exc
-    return Response(text, media_type=JSON)
+            raise TypeError(f"{what} a {type(value).__name__}, which is not JSON serializable") from exc
 
 
 def json_response(status: int, content: Any, headers: Mapping[str, str] | None = None) -> Response:

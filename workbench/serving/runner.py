@@ -40,11 +40,15 @@ class Runner:
 
     async def _in_thread(self, fn: Callable[[], Any], done: Callable[[], None]) -> Any:
         try:
-            if self._limiter is None:
-                self._limiter = CapacityLimiter(self.max_threads)
-            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+            return await self.in_thread(fn)
         finally:
             done()
+
+    async def in_thread(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` in one of the worker threads (a step of a sync generator, its close)."""
+        if self._limiter is None:
+            self._limiter = CapacityLimiter(self.max_threads)
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
 
 
 def _abandoned(task: asyncio.Future[Any]) -> None:

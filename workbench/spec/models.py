@@ -312,7 +312,14 @@ class RoutingSpec(_Strict):
     #: of requests within a 1 s timeout where p2c, blind to how long requests have been out, kept
     #: 99.74% (docs/benchmarks.md, balancing)
     policy: Literal["p2c", "least_outstanding", "round_robin", "ewma"] = "ewma"
-    timeout: float = Field(60.0, gt=0, le=3600, description="seconds before the router answers 504")
+    timeout: float = Field(60.0, gt=0, le=3600,
+                           description="seconds to the answer's first byte before the router answers 504")
+    #: 60 s, as nginx's proxy_read_timeout and a cloud load balancer's idle timeout (Envoy's
+    #: stream_idle_timeout is 5 min): long enough for a model server that pauses between tokens, short
+    #: enough that a stalled stream does not hold a client and a replica's slot for minutes
+    stream_idle_timeout: float = Field(
+        60.0, gt=0, le=3600,
+        description="seconds the router waits for the next chunk of an answer before it ends the stream")
     idempotent: bool = Field(True, description="retry after a partial send (predictions usually are)")
     max_retries: int = Field(2, ge=0, le=10)
     retry_budget: float = Field(0.2, ge=0, le=1, description="retries allowed as a share of requests")

@@ -72,6 +72,6 @@ def describe(items: Sequence[ErrorDetails | Mapping[str, Any]], names: Mapping[s
 
 
 def in_words(error: ValidationError, names: Mapping[str, str] | None = None,
-                    hints: Mapping[str, str] | None = None) -> str:
+             hints: Mapping[str, str] | None = None) -> str:
     """A model's ValidationError as one line in the user's words (see :func:`describe`)."""
     return describe(error.errors(), names, hints)
