@@ -34,4 +34,12 @@ def host_info(home: Path, docker: DockerStatus, gpus: GpuReport | None = None) -
         gpus=gpus.gpus if gpus else [],
         gpu_driver_version=gpus.driver_version if gpus else None,
         gpu_note=gpus.note if gpus else "GPU telemetry is off",
+        load_1m=_load(),
     )
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not every platform has one
+        return None

@@ -87,12 +87,14 @@ class WorkbenchApp(App[None]):
         self._polling = False
         self._again = False
         self._timer: Timer | None = None
+        self._where = ""  # the header's "attached to URL" (the fleet's $/h follows it)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def on_mount(self) -> None:
         where = fmt.url(self.config.url)
         attached = self.origin == "attached"
-        self.sub_title = f"attached to {where}" if attached else f"started controller {where}"
+        self._where = f"attached to {where}" if attached else f"started controller {where}"
+        self.sub_title = self._where
         self._pacer.start()
         self._start_poll()
 
@@ -138,6 +140,9 @@ class WorkbenchApp(App[None]):
         self.state = message.state
         self.views = message.views
         self.generation += 1
+        title = " · ".join(part for part in (self._where, self.views.per_hour) if part)
+        if self.sub_title != title:
+            self.sub_title = title
         self.call_after_refresh(self._pacer.after_paint)
         shown = next((s for s in reversed(self.screen_stack) if isinstance(s, DataScreen)), None)
         if shown is not None and shown.is_mounted:  # screens below catch up when resumed

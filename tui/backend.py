@@ -27,6 +27,7 @@ from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
     ApiSummary,
+    CostReport,
     DeletedBody,
     DeployEvent,
     DeployRequest,
@@ -41,6 +42,8 @@ __all__ = ["Backend", "PollResult", "PredictResult", "WorkbenchError"]
 
 FIRST_HISTORY_S = 120.0  # GPU history fetched for a host the first time it is polled
 PREDICT_TIMEOUT_S = 60.0
+COST_EVERY_S = 10.0  # the cost report (spend per host and API) is read this often, not every poll
+COST_WINDOW = "7d"  # what the spend columns add up
 ACTION_GRACE_S = 120.0  # how long closing waits for an action under way (a host removal)
 T = TypeVar("T")
 _END = object()
@@ -56,6 +59,7 @@ class PollResult:
     gpus: dict[str, GpuReport] = field(default_factory=dict)  # by host name, when the endpoint exists
     detail: ApiDetail | None = None
     gpu_errors: dict[str, str] = field(default_factory=dict)
+    cost: CostReport | None = None  # the latest cost report (read every COST_EVERY_S)
 
 
 @dataclass
@@ -72,6 +76,8 @@ class Backend:
     def __init__(self, url: str, token: str, *, timeout: float = 5.0):
         self.url = url.rstrip("/")
         self._closing = False
+        self._cost: CostReport | None = None  # touched on the backend loop only
+        self._cost_at = 0.0
         self._pending: set[concurrent.futures.Future[Any]] = set()  # calls the workers wait for
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tui-backend", daemon=True)
@@ -144,8 +150,8 @@ class Backend:
 
     async def _poll(self, detail_of: str | None, gpu_history: bool,
                     gpu_since: dict[str, float]) -> PollResult:
-        hosts, apis = await asyncio.gather(self.client.hosts(), self.client.apis())
-        result = PollResult(at=time.time(), hosts=hosts, apis=apis)
+        hosts, apis, _ = await asyncio.gather(self.client.hosts(), self.client.apis(), self._read_cost())
+        result = PollResult(at=time.time(), hosts=hosts, apis=apis, cost=self._cost)
         if detail_of:
             with contextlib.suppress(NotFound):
                 result.detail = await self.client.api(detail_of)
@@ -160,6 +166,15 @@ class Backend:
                 result.gpus = body.reports
                 result.gpu_errors = body.errors
         return result
+
+    async def _read_cost(self) -> None:
+        """Refresh the cost report when it is COST_EVERY_S old; a controller without one (older)
+        or a failure keeps the last (the spend columns then show what they showed)."""
+        if time.monotonic() - self._cost_at < COST_EVERY_S:
+            return
+        self._cost_at = time.monotonic()
+        with contextlib.suppress(WorkbenchError):
+            self._cost = await self.client.cost(COST_WINDOW)
 
     # -- APIs -----------------------------------------------------------------------------------
     def delete(self, name: str) -> DeletedBody:

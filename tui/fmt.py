@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import re
 import time
+from decimal import Decimal
+
+from workbench.wire.units import money
 
 NA = "N/A"
 
@@ -97,3 +100,17 @@ def cpu_mem(cpu_count: int | None, available: int | None, total: int | None) -> 
         return "N cpu · N/N GiB"
     used = None if available is None or total is None else total - available
     return f"{cpu_count} cpu · {gib(used)}/{gib(total)} GiB"
+
+
+def price(value: Decimal | None, currency: str) -> str:
+    """A price per hour, "$2.40/h"; "-" when the host has none."""
+    return "-" if value is None else f"{money(value, currency)}/h"
+
+
+def spend(amounts: dict[str, Decimal] | None) -> str:
+    """Money spent (it grows every second: masked in frozen mode); "-" for nothing priced."""
+    if not amounts:
+        return "-"
+    if frozen():
+        return ", ".join(money(Decimal(0), currency).replace("0", "#") for currency in amounts)
+    return ", ".join(money(value, currency) for currency, value in amounts.items())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from workbench.tui.backend import PollResult
 
 from workbench.wire.agent import GpuInfo, GpuReport
-from workbench.wire.control import ApiDetail, ApiSummary, HostBody
+from workbench.wire.control import ApiDetail, ApiSummary, CostReport, HostBody
 
 HISTORY = 120  # points kept per sparkline (one per poll or per GPU sample, about 2 minutes)
 
@@ -34,6 +34,7 @@ class FleetState:
     gpu_util: Mapping[GpuKey, tuple[float | None, ...]] = field(default_factory=dict)
     gpu_reports: Mapping[str, GpuReport] = field(default_factory=dict)  # the freshest, by host
     gpu_errors: Mapping[str, str] = field(default_factory=dict)  # hosts whose GPUs were not read
+    cost: CostReport | None = None  # spend per host and API (refreshed every few polls)
     last_ok: float | None = None
     error: str | None = None
     error_since: float | None = None
@@ -114,7 +115,7 @@ class StateTracker:
         for name in [n for n in self._rps if n not in names]:
             del self._rps[name]
         fresh = FleetState(hosts=tuple(result.hosts), apis=tuple(result.apis), gpu_reports=dict(result.gpus),
-                           gpu_errors=dict(result.gpu_errors))
+                           gpu_errors=dict(result.gpu_errors), cost=result.cost or self.state.cost)
         self._take_gpu_samples(result, fresh)
         self.state = replace(
             fresh, details=dict(self._details), last_ok=result.at, polls=self.state.polls + 1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -18,11 +19,14 @@ from workbench.tui.table import Row, column_widths
 from workbench.tui.widgets import bar, spark
 
 from workbench.wire.agent import GpuInfo
-from workbench.wire.control import ApiSummary, HostBody
+from workbench.wire.control import ApiSummary, CostReport, HostBody
 
-HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPLICAS")
+HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPLICAS", "$/H", "SPEND 7D",
+                "IDLE FOR")
 GPU_COLUMNS = ("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "RECENT UTIL", "USED BY")
-API_COLUMNS = ("NAME", "STATUS", "READY", "REQ/S", "TREND", "P50", "P99", "2XX", "4XX", "5XX", "UPDATED")
+API_COLUMNS = ("NAME", "STATUS", "READY", "REQ/S", "TREND", "P50", "P99", "2XX", "4XX", "5XX", "UPDATED",
+               "SPEND 7D")
+IDLE_STYLE = "bold yellow"  # a host that sits idle (and may cost money)
 STATUS_STYLE = {"live": "green", "error": "bold red", "updating": "yellow", "starting": "yellow",
                 "pending": "yellow", "scaled-to-zero": "dim", "splitter": "cyan"}
 
@@ -47,6 +51,7 @@ class Views:
     gpus: TableView = TableView()  # a GPU row's words are its host's: filtering hosts filters GPUs
     gpu_note: str = ""
     apis: TableView = TableView()
+    per_hour: str = ""  # the fleet's $/h, for the header
 
 
 def matching(rows: Sequence[Row], text: str) -> Sequence[Row]:
@@ -73,14 +78,33 @@ def greyed(cells: list[RenderableType]) -> tuple[RenderableType, ...]:
     return tuple(c if isinstance(c, Text) else Text(str(c), style="dim") for c in cells)
 
 
-def host_cells(host: HostBody) -> tuple[RenderableType, ...]:
+def host_spend(host: HostBody, cost: CostReport | None) -> dict[str, Decimal] | None:
+    found = next((h for h in cost.hosts if h.name == host.name), None) if cost else None
+    return {found.currency: found.spend} if found is not None and found.spend is not None else None
+
+
+def api_spend(api: ApiSummary, cost: CostReport | None) -> dict[str, Decimal] | None:
+    found = next((a for a in cost.apis if a.name == api.name), None) if cost else None
+    return found.spend if found is not None else None
+
+
+def idle_cell(host: HostBody) -> RenderableType:
+    """How long an idle host has been idle, in the warning colour; "-" for a host in use."""
+    if not host.idle or host.quiet_since is None:
+        return "-"
+    return Text(fmt.age(host.quiet_since), style=IDLE_STYLE)
+
+
+def host_cells(host: HostBody, cost: CostReport | None = None) -> tuple[RenderableType, ...]:
     info = host.info
     cells: list[RenderableType] = [
-        host.name, fmt.url(host.address), host_state(host),
+        Text(host.name, style=IDLE_STYLE) if host.idle else host.name, fmt.url(host.address),
+        host_state(host),
         host.agent_version or (info.agent_version if info else None) or fmt.NA,
         ", ".join(info.runtimes) if info and info.runtimes else fmt.NA,
         fmt.cpu_mem(info.cpu_count, info.mem_available_bytes, info.mem_total_bytes) if info else fmt.NA,
         str(host.replicas),
+        fmt.price(host.price, host.currency), fmt.spend(host_spend(host, cost)), idle_cell(host),
     ]
     return tuple(cells) if host.state == "ready" else greyed(cells)
 
@@ -108,13 +132,23 @@ def gpu_cells(host: HostBody, gpu: GpuInfo, history: Sequence[float | None]) -> 
     return tuple(cells) if reachable else greyed(cells)
 
 
+def fleet_per_hour(hosts: Sequence[HostBody]) -> str:
+    """The fleet's price per hour now ("fleet $4.80/h"), for the header; "" when no host has one."""
+    per_hour: dict[str, Decimal] = {}
+    for host in hosts:
+        if host.price is not None:
+            per_hour[host.currency] = per_hour.get(host.currency, Decimal(0)) + host.price
+    shown = ", ".join(fmt.price(value, currency) for currency, value in sorted(per_hour.items()))
+    return f"fleet {shown}" if shown else ""
+
+
 def fleet_rows(state: FleetState) -> tuple[tuple[Row, ...], tuple[Row, ...], str]:
     hosts: list[Row] = []
     gpus: list[Row] = []
     notes: list[str] = []
     for host in state.hosts:
-        found = words(host.name, host.address, host.state)
-        hosts.append(Row(host.name, host_cells(host), found))
+        found = words(host.name, host.address, host.state, "idle" if host.idle else "")
+        hosts.append(Row(host.name, host_cells(host, state.cost), found))
         for gpu in state.gpus_of(host):
             gpus.append(Row(f"{host.name}/{gpu.index}",
                             gpu_cells(host, gpu, state.gpu_util.get((host.name, gpu.index), ())), found))
@@ -130,7 +164,8 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-def api_cells(api: ApiSummary, rps: Sequence[float]) -> tuple[RenderableType, ...]:
+def api_cells(api: ApiSummary, rps: Sequence[float], cost: CostReport | None = None
+              ) -> tuple[RenderableType, ...]:
     counts, traffic = api.replicas, api.traffic
     ready = Text(f"{counts.ready}/{counts.requested}",
                  style="red" if counts.failed else "green" if counts.ready == counts.requested else "yellow")
@@ -138,15 +173,16 @@ def api_cells(api: ApiSummary, rps: Sequence[float]) -> tuple[RenderableType, ..
             spark(rps, 12), fmt.ms(traffic.p50_ms), fmt.ms(traffic.p99_ms),
             str(traffic.status_2xx), str(traffic.status_4xx),
             Text(str(traffic.status_5xx), style="red" if traffic.status_5xx else ""),
-            fmt.age(api.updated_at))
+            fmt.age(api.updated_at), fmt.spend(api_spend(api, cost)))
 
 
 def api_rows(state: FleetState) -> tuple[Row, ...]:
-    return tuple(Row(api.name, api_cells(api, state.rps.get(api.name, ())), words(api.name, api.status))
-                 for api in state.apis)
+    return tuple(Row(api.name, api_cells(api, state.rps.get(api.name, ()), state.cost),
+                     words(api.name, api.status)) for api in state.apis)
 
 
 def build_views(state: FleetState) -> Views:
     hosts, gpus, note = fleet_rows(state)
     return Views(hosts=TableView.of(hosts, len(HOST_COLUMNS)), gpus=TableView.of(gpus, len(GPU_COLUMNS)),
-                 gpu_note=note, apis=TableView.of(api_rows(state), len(API_COLUMNS)))
+                 gpu_note=note, apis=TableView.of(api_rows(state), len(API_COLUMNS)),
+                 per_hour=fleet_per_hour(state.hosts))

@@ -13,6 +13,7 @@ def test_host_info(client: httpx.Client) -> None:
     info = HostInfo.model_validate(resp.json())
     assert info.cpu_count >= 1 and info.mem_total_bytes > 0 and info.disk_free_bytes > 0
     assert "process" in info.runtimes
+    assert info.load_1m is not None and info.load_1m >= 0  # Linux has a load average (metering: CPU busy)
     assert ("docker" in info.runtimes) == info.docker.available
     if info.docker.available:
         assert info.docker.version

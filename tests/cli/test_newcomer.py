@@ -150,7 +150,8 @@ def test_without_a_terminal_workbench_prints_its_help(workbench: Workbench, tmp_
 
 def test_help_shows_flags_as_flags(workbench: Workbench) -> None:
     for args in ((), ("deploy",), ("get",), ("logs",), ("scale",), ("events",), ("host", "add"),
-                 ("host", "list"), ("image", "prune"), ("image", "bootstrap"), ("controller", "status")):
+                 ("host", "list"), ("host", "set"), ("host", "idle"), ("image", "prune"),
+                 ("image", "bootstrap"), ("controller", "status"), ("cost",)):
         helped = workbench.run(*args, "--help").stdout
         assert "<bool>" not in helped, (args, helped)
         assert "--help" in helped
@@ -167,6 +168,9 @@ def test_every_json_command_prints_its_error_as_json(bench: Workbench, tmp_path:
         ("events", "--api", "nope", "--json"): (1, "no API named 'nope'"),
         ("delete", "nope", "--json"): (1, "no API named 'nope'"),
         ("host", "show", "nope", "--json"): (1, "no host named 'nope'"),
+        ("host", "set", "nope", "--price", "1", "--json"): (1, "no host named 'nope'"),
+        ("host", "idle", "nope", "--json"): (1, "no host named 'nope'"),
+        ("cost", "--since", "soon", "--json"): (2, "--since: 'soon' is not a duration"),
         ("image", "prune", "--keep", "1", "--dry-run", "--json"): (0, None),
     }
     for args, (code, words) in cases.items():

@@ -361,3 +361,77 @@ async def test_upgrade_goes_through_the_link_and_a_refusal_is_its_message(
     unknown = [e async for e in parts.hosts.upgrade("nope")]
     assert [(e.kind, e.message) for e in unknown] == [
         ("error", "nope is not connected; wait until it is ready")]
+
+
+# -- prices and idle rules go with the host ------------------------------------------------------------
+async def test_a_price_given_at_add_is_kept_and_a_failed_add_keeps_none(parts: Parts,
+                                                                       links: FakeLinks) -> None:
+    from decimal import Decimal
+
+    links.switches.refuse_add = "the box said no (test)"
+    assert (await add(parts, price="2.40"))[-1].kind == "error"
+    assert parts.store.prices() == {}
+    links.switches.refuse_add = None
+    events = await add(parts, price="2.40", currency="eur")
+    assert events[-1].kind == "done"
+    [price] = parts.store.prices().values()
+    assert (price.host, price.price_micros, price.currency) == ("box", 2_400_000, "EUR")
+    assert any("host box added" in m and "€2.40/h" in m for m in parts.messages())
+    assert events[-1].result is not None  # the manager's default describe: no price there
+    assert Decimal("2.40") == Decimal(price.price_micros) / 1_000_000
+
+
+async def test_removing_a_host_takes_its_idle_rule_and_price_with_it(parts: Parts) -> None:
+    from workbench.controller.state import IdleRuleRecord
+
+    assert (await add(parts, price="1.10"))[-1].kind == "done"
+    parts.store.put_idle_rule(IdleRuleRecord(host="box", after_seconds=60, util_threshold=5,
+                                             command="true", remove=True))
+    await parts.hosts.remove("box", purge=False)
+    assert parts.store.idle_rules() == {} and parts.store.prices() == {}
+    assert "host box removed (0 replica(s) moved, 0 deleted, its idle rule with it)" in parts.messages()
+    assert (await add(parts))[-1].kind == "done"  # added again: no rule, no price from before
+    assert parts.store.idle_rules() == {} and parts.store.prices() == {}
+
+
+async def test_an_idle_rule_with_remove_drains_removes_then_runs_the_command(
+        parts: Parts, links: FakeLinks, tmp_path: Path) -> None:
+    """The fleet meter (real router counters, a real agent without GPUs) judges the box idle after
+    a second without requests: the idle watcher removes it, then runs the command once with the
+    host's name and address."""
+    import json
+    import sys
+
+    from workbench.controller.idle import IdleWatcher
+    from workbench.controller.metering import FleetMeter
+    from workbench.controller.state import IdleRuleRecord
+    from workbench.controller.usage import UsageMeter
+
+    assert (await add(parts, price="0.90"))[-1].kind == "done"
+    marker = tmp_path / "marker"
+    script = tmp_path / "stop-box"
+    script.write_text(f"#!{sys.executable}\nimport json, os\n"
+                      f"open({str(marker)!r}, 'a').write(json.dumps([os.environ['WORKBENCH_HOST_NAME'], "
+                      "os.environ['WORKBENCH_HOST_ADDRESS']]) + '\\n')\nprint('stopped it')\n")
+    script.chmod(0o755)
+    parts.store.put_idle_rule(IdleRuleRecord(host="box", after_seconds=1.0, util_threshold=5,
+                                             command=str(script), remove=True))
+    idle = IdleWatcher(parts.store, parts.events, remove_host=lambda name: parts.hosts.remove(name, False))
+    meter = FleetMeter(parts.store, parts.fleet, parts.router, UsageMeter(parts.store), idle)
+    task = asyncio.create_task(meter.run())
+    try:
+        await eventually(lambda: "box" not in parts.fleet.hosts, 30, "the idle box to be removed")
+        await eventually(lambda: marker.exists(), 30, "the idle command to run")
+        await idle.wait()
+        await asyncio.sleep(2.5)  # a few more ticks: nothing runs twice
+    finally:
+        task.cancel()
+        await meter.close()
+    assert [json.loads(line) for line in marker.read_text().splitlines()] == [["box", "tester@box.example"]]
+    said = parts.messages()
+    assert any(m.startswith("host box is idle") for m in said)
+    removing = next(i for i, m in enumerate(said) if "draining and removing it" in m)
+    removed = next(i for i, m in enumerate(said) if m.startswith("host box removed"))
+    ran = next(i for i, m in enumerate(said) if m == "the idle command for box exited 0: stopped it")
+    assert removing < removed < ran
+    assert parts.store.idle_rules() == {} and parts.store.get_remote("box") is None

@@ -216,3 +216,18 @@ def test_traffic_and_metrics(replicas, router_server):
     assert 'workbench_router_requests_total{api="echo",status="2xx"} 30.0' in text
     assert "workbench_router_request_duration_seconds_bucket" in text
     assert srv.call(srv.router.traffic, "unknown").status_2xx == 0
+
+
+def test_replica_counts_say_what_each_replica_was_sent(replicas, router_server):
+    """The controller's meter reads these each second (requests per API and host, idle hosts)."""
+    a, b = replicas("a"), replicas("b")
+    server = router_server()
+    server.add_api("echo", [a, b])
+    assert sorted((c.replica_id, c.requests) for c in server.call(server.router.replica_counts)) == sorted(
+        [(replica_id(a), 0), (replica_id(b), 0)])
+    with httpx.Client() as client:
+        for i in range(10):
+            assert client.post(f"{server.url}/echo", json={"i": i}).status_code == 200
+    counts = server.call(server.router.replica_counts)
+    assert sum(c.requests for c in counts) == 10 and all(c.in_flight == 0 for c in counts)
+    assert {(c.api, c.host) for c in counts} == {("echo", "local")}

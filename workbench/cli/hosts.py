@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -15,16 +16,38 @@ from workbench.cli.connect import call, controller
 from workbench.cli.options import FlagsCommand, FlagsGroup, JsonOption, OutputOption
 from workbench.clients.control import ControlClient
 from workbench.wire.agent import GpuReport
-from workbench.wire.control import AddHostRequest, HostBody, HostEvent
+from workbench.wire.control import (
+    DEFAULT_IDLE_AFTER,
+    DEFAULT_UTIL_THRESHOLD,
+    AddHostRequest,
+    HostBody,
+    HostEvent,
+    HostSettingsRequest,
+    IdleRuleRequest,
+)
 from workbench.wire.errors import WorkbenchError
+from workbench.wire.units import format_duration, parse_currency, parse_duration, parse_price, parse_threshold
 from workbench.wire.validation import in_words
 
 host_app = typer.Typer(help="The machines replicas run on: this one and boxes over SSH.",
                        no_args_is_help=True, cls=FlagsGroup)
 #: `host add`'s arguments as its user knows them, in its errors
 ADD_NAMES = {"name": "NAME", "target": "TARGET", "port": "--port", "token": "--token-file",
-             "ca_cert": "--ca-cert", "identity": "--identity", "jump": "--jump", "trust": "--trust"}
+             "ca_cert": "--ca-cert", "identity": "--identity", "jump": "--jump", "trust": "--trust",
+             "price": "--price", "currency": "--currency"}
 ADD_HINTS = {"name": "lowercase letters, digits and '-', starting with a letter, at most 63"}
+PriceOption = Annotated[str | None, typer.Option("--price", help="what it costs per hour, e.g. 2.40")]
+CurrencyOption = Annotated[str | None, typer.Option("--currency", help="of the price (default USD)")]
+V = TypeVar("V")
+
+
+def parsed(parse: Callable[[str], V], value: str, flag: str) -> V:
+    """`value` read by one of workbench.wire.units' parsers; bad input exits 2 saying why."""
+    try:
+        return parse(value)
+    except ValueError as error:
+        render.fail(f"{flag}: {error}")
+        raise typer.Exit(2) from None
 
 
 def _interactive() -> bool:
@@ -95,14 +118,22 @@ def add(
     ca_cert: Annotated[str | None, typer.Option(
         "--ca-cert", help="--direct: PEM certificate (or its CA) the agent serves over TLS",
     )] = None,
+    price: PriceOption = None,
+    currency: CurrencyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Connect (host key verified), preflight, install the agent, and add the box to the fleet.
 
     With --direct (LAN/VPN): reach an agent the box already runs (`python -m workbench.agent serve
-    --direct --bind ADDR`) over TCP with its token, TLS when --ca-cert is given; nothing over SSH."""
+    --direct --bind ADDR`) over TCP with its token, TLS when --ca-cert is given; nothing over SSH.
+    With --price: what the box costs per hour (`workbench cost` adds it up)."""
     render.json_errors(as_json)
     token: str | None = None
+    hourly = parsed(parse_price, price, "--price") if price is not None else None
+    code = parsed(parse_currency, currency, "--currency") if currency is not None else None
+    if code is not None and hourly is None:
+        render.fail("--currency goes with --price (e.g. --price 2.40 --currency EUR)")
+        raise typer.Exit(2)
     if (token_file is not None or ca_cert is not None) and not direct:
         render.fail("--token-file and --ca-cert go with --direct")
         raise typer.Exit(2)
@@ -119,7 +150,8 @@ def add(
             ca_cert = str(Path(ca_cert).expanduser().resolve())
     try:  # checked before anything starts
         request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
-                                 online=online, direct=direct, port=port, token=token, ca_cert=ca_cert)
+                                 online=online, direct=direct, port=port, token=token, ca_cert=ca_cert,
+                                 price=hourly, currency=code)
     except ValidationError as error:
         render.fail(in_words(error, ADD_NAMES, ADD_HINTS))
         raise typer.Exit(2) from None
@@ -229,3 +261,79 @@ def upgrade(name: str, as_json: JsonOption = False) -> None:
     if not as_json:
         render.err.print(render.plain(f"✓ {last.message}"), soft_wrap=True)
     _show(last.result, as_json)
+
+
+@host_app.command("set", cls=FlagsCommand)
+def set_host(
+    name: str,
+    price: PriceOption = None,
+    currency: CurrencyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Set what a host costs per hour (the local machine counts as free until it has a price)."""
+    render.json_errors(as_json)
+    if price is None and currency is None:
+        render.fail("nothing to set: give --price (e.g. --price 2.40) and/or --currency")
+        raise typer.Exit(2)
+    request = HostSettingsRequest(price=parsed(parse_price, price, "--price") if price is not None else None,
+                                  currency=parsed(parse_currency, currency, "--currency")
+                                  if currency is not None else None)
+    host = call(controller(start=False).set_host, name, request)
+    if as_json:
+        render.print_json(host.model_dump(mode="json"))
+    else:
+        render.out.print(f"{name} costs {render.price(host)}")
+
+
+@host_app.command("idle", cls=FlagsCommand)
+def idle(
+    name: str,
+    after: Annotated[str | None, typer.Option(
+        "--after", help="idle this long first: 30m (default), 1h, 90s")] = None,
+    util_threshold: Annotated[str | None, typer.Option(
+        "--util-threshold", help="a GPU counts as busy at or above this utilization, in % (default 5)")]
+    = None,
+    run: Annotated[str | None, typer.Option(
+        "--run", help="a command run on this machine once per idle period, e.g. 'vastai stop instance 42' "
+                      "(the host's name and address are in $WORKBENCH_HOST_NAME, $WORKBENCH_HOST_ADDRESS)")]
+    = None,
+    remove: Annotated[bool, typer.Option("--remove", help="drain and remove the host first")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would happen; change nothing")] = False,
+    off: Annotated[bool, typer.Option("--off", help="delete the host's idle rule")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What happens when a host sits idle: no request reached its replicas and every GPU stayed
+    below --util-threshold for --after. Without options: show the host's rule."""
+    render.json_errors(as_json)
+    client = controller(start=False)
+    if off:
+        if any(v is not None for v in (after, util_threshold, run)) or remove or dry_run:
+            render.fail("--off deletes the rule; it takes no other option")
+            raise typer.Exit(2)
+        call(client.delete_idle_rule, name)
+        if as_json:
+            render.print_json({"host": name, "removed": True})
+        else:
+            render.out.print(f"{name}: idle rule deleted (it is still flagged when idle for "
+                             f"{format_duration(DEFAULT_IDLE_AFTER)})")
+        return
+    if after is None and util_threshold is None and run is None and not remove and not dry_run:
+        host = call(client.host, name)
+        if as_json:
+            render.print_json(host.idle_rule.model_dump(mode="json") if host.idle_rule else None)
+            return
+        render.out.print(render.idle_rule(host))
+        return
+    request = IdleRuleRequest(
+        after=parsed(parse_duration, after, "--after") if after is not None else DEFAULT_IDLE_AFTER,
+        util_threshold=parsed(parse_threshold, util_threshold, "--util-threshold")
+        if util_threshold is not None else DEFAULT_UTIL_THRESHOLD,
+        command=run, cwd=os.getcwd() if run is not None else None, remove=remove, dry_run=dry_run)
+    plan = call(client.set_idle_rule, name, request)
+    if as_json:
+        render.print_json(plan.model_dump(mode="json"))
+        return
+    render.out.print(("[bold]dry run[/bold] — nothing was changed. " if dry_run else "")
+                     + f"idle rule for {name}" + (" (saved):" if plan.saved else ":"))
+    for step in plan.steps:
+        render.out.print(render.plain(f"  • {step}"), soft_wrap=True)  # a --run command is text

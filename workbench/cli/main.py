@@ -12,6 +12,7 @@ import typer
 from workbench import __version__
 from workbench.cli import apis, render
 from workbench.cli.connect import call, controller
+from workbench.cli.cost import cost
 from workbench.cli.hosts import host_app
 from workbench.cli.images import image_app
 from workbench.cli.options import FlagsCommand, FlagsGroup, JsonOption, OutputOption
@@ -41,6 +42,7 @@ app.add_typer(host_app, name="host")
 
 for command in (apis.deploy, apis.get, apis.predict, apis.logs, apis.scale, apis.delete):
     app.command(cls=FlagsCommand)(command)
+app.command("cost", cls=FlagsCommand)(cost)
 
 
 def _version(value: bool) -> None:
@@ -75,11 +77,14 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback requires API keys")] = (
         "127.0.0.1"),
     port: Annotated[int | None, typer.Option(help="port (default 8765, or $WORKBENCH_PORT)")] = None,
+    usage_retention: Annotated[str | None, typer.Option(
+        help="how long usage rollups (for `workbench cost`) are kept: 30d (default, or "
+             "$WORKBENCH_USAGE_RETENTION), 90d, 12h")] = None,
 ) -> None:
     """Run the controller and router in the foreground (headless); Ctrl-C or SIGTERM drains."""
     from workbench.controller.daemon import serve as run_controller
 
-    raise typer.Exit(run_controller(host, port))
+    raise typer.Exit(run_controller(host, port, usage_retention))
 
 
 @app.command(cls=FlagsCommand)

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from workbench.wire.agent import GpuInfo, GpuReport
 from workbench.wire.control import ApiDetail, ApiSummary, EventBody, HostBody, ReplicaBody, TrafficBody
+from workbench.wire.units import format_duration, money
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -307,7 +308,8 @@ EVENT_TAIL_LINES = 50
 def hosts_table(hosts: list[HostBody], layout: Layout = "table") -> RenderableType:
     if layout == "name":
         return Text("\n".join(sanitize(host.name) for host in hosts))
-    columns = ["HOST", "ADDRESS", "STATE", "LAST SEEN", "REPLICAS", "CPUS", "MEMORY FREE", "RUNTIMES"]
+    columns = ["HOST", "ADDRESS", "STATE", "LAST SEEN", "REPLICAS", "CPUS", "MEMORY FREE", "RUNTIMES",
+               "PRICE", "IDLE"]
     wide = layout == "wide"
     if wide:
         columns += ["KIND", "AGENT", "GPUS", "MESSAGE"]
@@ -317,12 +319,38 @@ def hosts_table(hosts: list[HostBody], layout: Layout = "table") -> RenderableTy
         row = [plain(host.name), plain(host.address), _styled(host.state), age(host.last_seen),
                str(host.replicas), str(info.cpu_count) if info else "N/A",
                f"{info.mem_available_bytes / 2**30:.1f} GiB" if info else "N/A",
-               plain(", ".join(info.runtimes)) if info else "N/A"]
+               plain(", ".join(info.runtimes)) if info else "N/A", price(host), idle_cell(host)]
         if wide:
             row += [host.kind, plain(host.agent_version or "N/A"),
                     str(len(info.gpus)) if info else "N/A", plain(host.message or "")]
         rows.append(row)
     return _table(columns, rows, names=("HOST", "ADDRESS"), wrap=("MESSAGE",))
+
+
+def price(host: HostBody) -> str:
+    """"$2.40/h", or "-" for a host without a price."""
+    return "-" if host.price is None else f"{money(host.price, host.currency)}/h"
+
+
+def idle_cell(host: HostBody) -> Text:
+    """"idle 45m" (in yellow) for a host flagged idle, else "-"."""
+    if not host.idle or host.quiet_since is None:
+        return Text("-")
+    return Text(f"idle {age(host.quiet_since)}", style="yellow")
+
+
+def idle_rule(host: HostBody) -> Text:
+    """`workbench host idle NAME`: the host's rule, or what happens without one (its command is
+    text, never markup)."""
+    rule = host.idle_rule
+    now = f"idle for {age(host.quiet_since)}" if host.idle else "not idle"
+    if rule is None:
+        return plain(f"{host.name} has no idle rule: it is flagged idle after 30m with every GPU below 5% "
+                     f"(now: {now}); set one with `workbench host idle {host.name} --after 30m --run CMD`")
+    actions = ["drain and remove it"] if rule.remove else []
+    actions += [f"run {rule.command!r}"] if rule.command else []
+    return plain(f"{host.name}: idle after {format_duration(rule.after_seconds)} with every GPU below "
+                 f"{rule.util_threshold:g}%, then {' then '.join(actions) or 'flag it only'} (now: {now})")
 
 
 def replica_gpus(replica: ReplicaBody) -> str:

@@ -26,6 +26,7 @@ from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
     ApiSummary,
+    CostReport,
     DeletedBody,
     DeployEvent,
     DeployRequest,
@@ -33,6 +34,9 @@ from workbench.wire.control import (
     FleetGpusBody,
     HostBody,
     HostEvent,
+    HostSettingsRequest,
+    IdlePlanBody,
+    IdleRuleRequest,
     PruneBody,
     RemovedHostBody,
     ScaleRequest,
@@ -146,8 +150,29 @@ class ControlCalls:
     @staticmethod
     def add_host(request: AddHostRequest) -> Stream[HostEvent]:
         """Register a box; its progress (connect, preflight, install steps) until done/error."""
-        return Stream("POST", "/v1/hosts", json=request.model_dump(exclude_none=True),
+        return Stream("POST", "/v1/hosts", json=request.model_dump(mode="json", exclude_none=True),
                       parse_line=HostEvent.model_validate_json, what="host")
+
+    @staticmethod
+    def set_host(name: str, request: HostSettingsRequest) -> Call[HostBody]:
+        """Set what a host costs per hour (and in which currency)."""
+        return Call("PATCH", f"/v1/hosts/{quoted(name)}",
+                    json=request.model_dump(mode="json", exclude_none=True), parse=_model(HostBody))
+
+    @staticmethod
+    def set_idle_rule(name: str, request: IdleRuleRequest) -> Call[IdlePlanBody]:
+        """Set (or, with dry_run, only explain) what happens when the host sits idle."""
+        return Call("PUT", f"/v1/hosts/{quoted(name)}/idle", json=request.model_dump(mode="json"),
+                    parse=_model(IdlePlanBody))
+
+    @staticmethod
+    def delete_idle_rule(name: str) -> Call[None]:
+        return Call("DELETE", f"/v1/hosts/{quoted(name)}/idle", parse=lambda r: None)
+
+    @staticmethod
+    def cost(since: str = "7d") -> Call[CostReport]:
+        """Spend per host and per API over the window `since` (7d, 24h, 30m, or seconds)."""
+        return Call("GET", "/v1/cost", params={"since": since}, parse=_model(CostReport))
 
     @staticmethod
     def upgrade_host(name: str) -> Stream[HostEvent]:
@@ -188,6 +213,10 @@ class ControlClient(SyncCore):
     add_host = sync_stream(ControlCalls.add_host)
     upgrade_host = sync_stream(ControlCalls.upgrade_host)
     prune_images = sync_call(ControlCalls.prune_images)
+    set_host = sync_call(ControlCalls.set_host)
+    set_idle_rule = sync_call(ControlCalls.set_idle_rule)
+    delete_idle_rule = sync_call(ControlCalls.delete_idle_rule)
+    cost = sync_call(ControlCalls.cost)
 
 
 class AsyncControlClient(AsyncCore):
@@ -215,3 +244,7 @@ class AsyncControlClient(AsyncCore):
     add_host = async_stream(ControlCalls.add_host)
     upgrade_host = async_stream(ControlCalls.upgrade_host)
     prune_images = async_call(ControlCalls.prune_images)
+    set_host = async_call(ControlCalls.set_host)
+    set_idle_rule = async_call(ControlCalls.set_idle_rule)
+    delete_idle_rule = async_call(ControlCalls.delete_idle_rule)
+    cost = async_call(ControlCalls.cost)

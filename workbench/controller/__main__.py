@@ -1,4 +1,4 @@
-"""`python -m workbench.controller serve [--host 127.0.0.1] [--port 8765]`."""
+"""`python -m workbench.controller serve [--host 127.0.0.1] [--port 8765] [--usage-retention 30d]`."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ def main(argv: list[str] | None = None) -> int:
                               help="address to bind (default 127.0.0.1; others require API keys)")
     serve_parser.add_argument("--port", type=int, default=None,
                               help="port (default $WORKBENCH_PORT or 8765)")
+    serve_parser.add_argument("--usage-retention", default=None,
+                              help="how long usage rollups are kept (default $WORKBENCH_USAGE_RETENTION "
+                                   "or 30d)")
     args = parser.parse_args(argv)
     if args.port is not None and not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port")
     from workbench.controller.daemon import serve
 
-    return serve(args.host, args.port)
+    return serve(args.host, args.port, args.usage_retention)
 
 
 if __name__ == "__main__":

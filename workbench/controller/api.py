@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shlex
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,29 +22,36 @@ from pydantic import ValidationError
 
 from workbench import __version__
 from workbench.clients.agent import AsyncAgentClient
+from workbench.controller.cost import cost_report
 from workbench.controller.deployments import Deployments
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.gpu_api import gpu_routes
 from workbench.controller.hosts import HostManager
+from workbench.controller.idle import IdleWatcher, check_rule, command_env, rule_body
 from workbench.controller.images import prune
 from workbench.controller.intake import DeployInputError
+from workbench.controller.metering import FleetMeter
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
-from workbench.controller.state import ApiRecord, Store
+from workbench.controller.state import ApiRecord, IdleRuleRecord, PriceRecord, Store
 from workbench.controller.tracker import RolloutTracker
-from workbench.controller.views import Views, event_body, host_body
+from workbench.controller.views import Views, event_body
 from workbench.spec.models import AutoscalingSpec
 from workbench.wire.agent import LATEST_LOG_TIME, ReplicaInfo, ReplicaState
 from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
     ApiSummary,
+    CostReport,
     DeletedBody,
     DeployRequest,
     EventBody,
     HostBody,
     HostEvent,
+    HostSettingsRequest,
+    IdlePlanBody,
+    IdleRuleRequest,
     PruneBody,
     PruneRequest,
     RemovedHostBody,
@@ -51,6 +59,14 @@ from workbench.wire.control import (
 )
 from workbench.wire.errors import BadRequest, Conflict, NotFound, Unauthorized, WorkbenchError
 from workbench.wire.handlers import error_response, install_error_handlers, validation_text
+from workbench.wire.units import (
+    DEFAULT_CURRENCY,
+    format_duration,
+    from_micros,
+    money,
+    parse_duration,
+    to_micros,
+)
 
 log = logging.getLogger("workbench.controller.api")
 
@@ -68,6 +84,8 @@ class ControlDeps:
     registry: CollectorRegistry
     token: str
     hosts: HostManager | None = None
+    meter: FleetMeter | None = None
+    idle: IdleWatcher | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="the token in $WORKBENCH_HOME/controller/token")
@@ -226,7 +244,7 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.get("/hosts", response_model=list[HostBody])
     async def hosts() -> list[HostBody]:
-        return [host_body(h) for h in fleet.hosts.values()]
+        return views.hosts()
 
     def manager() -> HostManager:
         if deps.hosts is None:
@@ -260,7 +278,83 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
 
     @v1.get("/hosts/{name}", response_model=HostBody, responses={404: {"description": "unknown host"}})
     async def get_host(name: str) -> HostBody:
-        return host_body(host_of(name))
+        return views.host(host_of(name))
+
+    @v1.patch("/hosts/{name}", response_model=HostBody, responses={400: {}, 404: {}})
+    async def set_host(name: str, body: HostSettingsRequest) -> HostBody:
+        host = host_of(name)
+        old = store.prices().get(name)
+        if body.price is None and body.currency is None:
+            raise BadRequest("nothing to set: give a price (--price 2.40) and/or a currency (--currency EUR)")
+        if body.price is None and old is None:
+            raise BadRequest(f"{name} has no price yet: give one with the currency (--price 2.40)")
+        micros = to_micros(body.price) if body.price is not None else old.price_micros  # type: ignore[union-attr]
+        currency = body.currency or (old.currency if old else DEFAULT_CURRENCY)
+        store.put_price(PriceRecord(name, micros, currency))
+        was = f" (was {money(from_micros(old.price_micros), old.currency)}/h)" if old else ""
+        deps.events.record("host", f"host {name} costs {money(from_micros(micros), currency)}/h{was}",
+                           data={"host": name, "price": str(from_micros(micros)), "currency": currency})
+        return views.host(host)
+
+    def watcher() -> IdleWatcher:
+        if deps.idle is None:
+            raise BadRequest("this controller does not watch for idle hosts")
+        return deps.idle
+
+    @v1.put("/hosts/{name}/idle", response_model=IdlePlanBody, responses={400: {}, 404: {}})
+    async def set_idle_rule(name: str, body: IdleRuleRequest) -> IdlePlanBody:
+        host = host_of(name)
+        idle = watcher()
+        rule = IdleRuleRecord(host=name, after_seconds=body.after, util_threshold=body.util_threshold,
+                              command=body.command, cwd=body.cwd, remove=body.remove)
+        argv = check_rule(rule, removable=added(name))  # BadRequest: what to fix; nothing saved
+        quiet_since, is_idle = idle.state(name)
+        has_gpus = bool(host.info and host.info.gpus)
+        idle_for = idle.idle_for(name, has_gpus=has_gpus)
+        env = command_env(name, host.address, max(idle_for, body.after)) if argv else {}
+        steps = [f"when {name} has been idle for {format_duration(body.after)} (no request reached its "
+                 f"replicas and every GPU stayed below {body.util_threshold:g}%): it is flagged idle and an "
+                 "event says so"]
+        if body.remove:
+            live = len([r for r in host.replicas.values() if r.state not in (ReplicaState.STOPPING,
+                                                                              ReplicaState.STOPPED)])
+            steps.append(f"then its {live} replica(s) are moved to other hosts (or stopped), its agent is "
+                         "uninstalled and it leaves the fleet (as `workbench host remove`)")
+        if argv:
+            steps.append(f"then `{shlex.join(argv)}` runs on this machine"
+                         + (f" in {body.cwd}" if body.cwd else "") + ", with "
+                         + " ".join(f"{k}={v}" for k, v in env.items() if k != "WORKBENCH_IDLE_SECONDS")
+                         + " and WORKBENCH_IDLE_SECONDS in its environment; its exit status and last "
+                         "output line go into an event; once per idle period (a failure is retried "
+                         "only in the next one)")
+        now_text = (f"{name} is idle now (for {format_duration(idle_for)})" if is_idle else
+                    f"{name} is in use now" if idle_for < 1 else
+                    f"{name} has been quiet for {format_duration(idle_for)}")
+        steps.append(now_text + (": the action would start at once" if is_idle and (argv or body.remove)
+                                 and not body.dry_run else ""))
+        if not body.dry_run:
+            idle.save(rule)
+        return IdlePlanBody(rule=rule_body(rule), saved=not body.dry_run, env=env, steps=steps,
+                            quiet_since=quiet_since, idle=is_idle)
+
+    @v1.delete("/hosts/{name}/idle", responses={404: {}})
+    async def delete_idle_rule(name: str) -> dict[str, Any]:
+        host_of(name)
+        if not watcher().delete(name):
+            raise NotFound(f"{name} has no idle rule")
+        return {"host": name, "removed": True}
+
+    @v1.get("/cost", response_model=CostReport, responses={400: {}})
+    async def cost(since: str = Query("7d", description="the window: 7d, 24h, 30m, or seconds")
+                   ) -> CostReport:
+        try:
+            seconds = parse_duration(since)
+        except ValueError as error:
+            raise BadRequest(f"since={since!r}: {error}") from None
+        if deps.meter is not None:
+            deps.meter.flush()  # the minutes not written yet count too
+        now = time.time()
+        return cost_report(store, now - seconds, now, views.live_hosts())
 
     @v1.delete("/hosts/{name}", response_model=RemovedHostBody, responses={400: {}, 404: {}})
     async def remove_host(name: str, purge: bool = False) -> RemovedHostBody:

@@ -21,16 +21,20 @@ from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.home import ControllerHome
 from workbench.controller.hosts import HostManager
+from workbench.controller.idle import IdleWatcher
 from workbench.controller.links.local import LocalLink
+from workbench.controller.metering import FleetMeter
 from workbench.controller.metrics import ReplicaCollector
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
 from workbench.controller.scaling import AutoscalingLoop
 from workbench.controller.state import HostRecord, Store
 from workbench.controller.tracker import RolloutTracker
+from workbench.controller.usage import DEFAULT_RETENTION_SECONDS, UsageMeter
 from workbench.controller.views import Views
 from workbench.local_agent import ensure_agent
 from workbench.router.router import Router
+from workbench.wire.errors import BadRequest
 
 log = logging.getLogger("workbench.controller")
 
@@ -56,10 +60,12 @@ def public_url(host: str, port: int) -> str:
 class Controller:
     """Everything `workbench serve` runs, in one event loop."""
 
-    def __init__(self, home: ControllerHome, *, host: str = "127.0.0.1", port: int = 8765):
+    def __init__(self, home: ControllerHome, *, host: str = "127.0.0.1", port: int = 8765,
+                 usage_retention: float = DEFAULT_RETENTION_SECONDS):
         self.home = home
         self.host = host
         self.port = port
+        self.usage_retention = usage_retention
         self.base_url = public_url(host, port)
         self._tasks: list[asyncio.Task[None]] = []
         self._host_states: dict[str, tuple[str, float | None]] = {}
@@ -79,13 +85,18 @@ class Controller:
         self.scaling = AutoscalingLoop(self.store, self.router, self.events, self.reconciler.trigger)
         self.deployments = Deployments(self.store, self.fleet, self.events, self.reconciler, self.tracker,
                                        self.routes, self.base_url)
-        self.hosts = HostManager(self.store, self.fleet, self.events, self.reconciler)
-        self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url)
+        self.idle = IdleWatcher(self.store, self.events, remove_host=self._remove_idle_host)
+        self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url, idle=self.idle)
+        self.hosts = HostManager(self.store, self.fleet, self.events, self.reconciler,
+                                 describe=self.views.host)
+        self.meter = FleetMeter(self.store, self.fleet, self.router,
+                                UsageMeter(self.store, retention_seconds=self.usage_retention), self.idle)
         self.registry.register(ReplicaCollector(self.store, self.routes.ready_count))
         self.api = create_control_api(ControlDeps(
             store=self.store, fleet=self.fleet, events=self.events, reconciler=self.reconciler,
             deployments=self.deployments, tracker=self.tracker, routes=self.routes, views=self.views,
-            registry=self.registry, token=self.home.token(), hosts=self.hosts))
+            registry=self.registry, token=self.home.token(), hosts=self.hosts, meter=self.meter,
+            idle=self.idle))
         agent = await asyncio.to_thread(ensure_agent, on_start=log.info)
         self.fleet.add(Host("local", LocalLink(agent.url, agent.token)))
         await self.hosts.restore()  # registered boxes reconnect before the first reconcile
@@ -94,10 +105,17 @@ class Controller:
         self.routes.sync()
         await self.reconciler.reconcile_once()
         self._tasks = [asyncio.create_task(self.reconciler.run(), name="reconciler"),
-                       asyncio.create_task(self.scaling.run(), name="autoscaler")]
+                       asyncio.create_task(self.scaling.run(), name="autoscaler"),
+                       asyncio.create_task(self.meter.run(), name="meter")]
         apis = self.store.apis()
         self.events.record("controller", f"started on {self.base_url} with {len(apis)} API(s)",
                            data={"apis": [a.name for a in apis]})
+
+    async def _remove_idle_host(self, name: str) -> None:
+        """An idle rule's --remove: as `workbench host remove NAME` (drain, uninstall, forget)."""
+        if not self.hosts.manages(name):
+            raise BadRequest(f"{name} is not a host that was added; it cannot be removed")
+        await self.hosts.remove(name, purge=False)
 
     def _wake(self, api: str) -> None:
         self.scaling.wake(api)
@@ -147,6 +165,7 @@ class Controller:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.meter.close()
         await self.reconciler.close()
         await self.fleet.close()
         await self.hosts.close()

@@ -15,7 +15,9 @@ import uvicorn
 from workbench.controller.app import Controller, is_loopback
 from workbench.controller.home import ControllerHome, default_port
 from workbench.controller.lock import AlreadyRunning, ControllerLock
+from workbench.controller.usage import DEFAULT_RETENTION_SECONDS
 from workbench.daemons import LaunchFailed
+from workbench.wire.units import parse_duration
 
 log = logging.getLogger("workbench.controller")
 
@@ -84,8 +86,23 @@ def tune_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-async def _run(home: ControllerHome, host: str, port: int, sock: socket.socket) -> None:
-    controller = Controller(home, host=host, port=port)
+def usage_retention(value: str | None = None) -> float:
+    """Seconds of usage rollups kept: `value`, else $WORKBENCH_USAGE_RETENTION, else 30 days; a bad
+    value raises ValueError naming where it came from."""
+    source = "--usage-retention"
+    if value is None:
+        value, source = os.environ.get("WORKBENCH_USAGE_RETENTION") or None, "WORKBENCH_USAGE_RETENTION"
+    if value is None:
+        return DEFAULT_RETENTION_SECONDS
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise ValueError(f"{source}={value!r}: {error}") from None
+
+
+async def _run(home: ControllerHome, host: str, port: int, sock: socket.socket,
+               retention: float = DEFAULT_RETENTION_SECONDS) -> None:
+    controller = Controller(home, host=host, port=port, usage_retention=retention)
     await controller.start()
     tune_collector()
     config = uvicorn.Config(controller, lifespan="off", http="httptools", log_level="warning",
@@ -99,12 +116,13 @@ async def _run(home: ControllerHome, host: str, port: int, sock: socket.socket) 
         await controller.close()
 
 
-def serve(host: str = "127.0.0.1", port: int | None = None) -> int:
+def serve(host: str = "127.0.0.1", port: int | None = None, retention: str | None = None) -> int:
     """Run the controller until SIGTERM/SIGINT; returns the exit code."""
     home = ControllerHome.default()
     home.create()
     try:
         port = port if port is not None else default_port()
+        kept = usage_retention(retention)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -133,9 +151,9 @@ def serve(host: str = "127.0.0.1", port: int | None = None) -> int:
             try:
                 import uvloop
             except ImportError:  # pragma: no cover - CPython on Linux has uvloop
-                asyncio.run(_run(home, host, port, sock))
+                asyncio.run(_run(home, host, port, sock, kept))
             else:
-                uvloop.run(_run(home, host, port, sock))
+                uvloop.run(_run(home, host, port, sock, kept))
         except LaunchFailed as error:
             log.error("cannot start the local agent: %s", error)
             return 1

@@ -249,6 +249,8 @@ class Fleet:
             if self.on_agent_down is not None and host.link.state.connected:
                 self.on_agent_down(host)
         else:
+            if not host.link.state.connected:
+                return  # the link went down while this poll was in flight: its notice stands
             if host.state != "ready":
                 log.info("host %s is ready (%d replicas)", host.name, len(replicas))
             host.state, host.message, host.unreachable_since = "ready", None, None

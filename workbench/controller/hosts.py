@@ -21,11 +21,12 @@ from workbench.controller.fleet import Fleet, Host
 from workbench.controller.links import LinkFactory, Links
 from workbench.controller.links.base import Emit, HostFailed, HostInputError, HostLink, LinkRefused
 from workbench.controller.reconciler import Reconciler
-from workbench.controller.state import RemoteRecord, Store
+from workbench.controller.state import PriceRecord, RemoteRecord, Store
 from workbench.controller.views import host_body
 from workbench.wire.agent import ReplicaState
-from workbench.wire.control import AddHostRequest, HostEvent
+from workbench.wire.control import AddHostRequest, HostBody, HostEvent
 from workbench.wire.errors import Failed
+from workbench.wire.units import DEFAULT_CURRENCY, money, to_micros
 
 log = logging.getLogger("workbench.controller.hosts")
 
@@ -54,12 +55,13 @@ class HostManager:
     """The added hosts and their links (the local host is the controller's own, not managed here)."""
 
     def __init__(self, store: Store, fleet: Fleet, events: Events, reconciler: Reconciler,
-                 links: LinkFactory | None = None) -> None:
+                 links: LinkFactory | None = None, describe: Callable[[Host], HostBody] = host_body) -> None:
         self.store = store
         self.fleet = fleet
         self.events = events
         self.reconciler = reconciler
         self.links: LinkFactory = links or Links()
+        self.describe = describe  # a host as the control API shows it (with its price)
         self._busy: set[str] = set()
         self._restarting: dict[str, float] = {}
         self._retry: dict[str, asyncio.Task[None]] = {}
@@ -96,11 +98,16 @@ class HostManager:
                     joined = item
             assert joined is not None
             self.store.put_remote(joined.record)
+            if request.price is not None:
+                self.store.put_price(PriceRecord(name, to_micros(request.price),
+                                                 request.currency or DEFAULT_CURRENCY))
             host = await self._register(link)
             kept = True
             version = joined.record.agent_version
-            self.events.record("host", f"host {name} added ({joined.summary}, agent {version})")
-            yield HostEvent(kind="done", host=name, message=joined.done, result=host_body(host))
+            priced = (f", {money(request.price, request.currency or DEFAULT_CURRENCY)}/h"
+                      if request.price is not None else "")
+            self.events.record("host", f"host {name} added ({joined.summary}, agent {version}{priced})")
+            yield HostEvent(kind="done", host=name, message=joined.done, result=self.describe(host))
         except (HostFailed, HostInputError, LinkRefused) as error:
             yield HostEvent(kind="error", host=name, message=str(error))
         except Exception as error:
@@ -112,6 +119,7 @@ class HostManager:
                 link.forget()
                 if name not in self.fleet.hosts:
                     self.store.delete_remote(name)
+                    self.store.delete_price(name)
                 await link.close()
 
     async def _register(self, link: HostLink) -> Host:
@@ -211,7 +219,7 @@ class HostManager:
                 await self.fleet.poll_now(now)
             self.events.record("host", f"host {name} upgraded to agent {__version__}")
             yield HostEvent(kind="done", host=name, message=f"{name} runs agent {__version__}",
-                            result=host_body(now) if now else None)
+                            result=self.describe(now) if now else None)
         except LinkRefused as error:
             yield HostEvent(kind="error", host=name, message=str(error))
         except Exception as error:
@@ -261,6 +269,8 @@ class HostManager:
         self.fleet.pause(name)
         self.store.delete_remote(name)
         self.store.delete_host(name)
+        self.store.delete_price(name)
+        had_rule = self.store.delete_idle_rule(name)  # the rule goes with the host
         try:
             if host is not None:
                 host.link.forget()
@@ -270,7 +280,8 @@ class HostManager:
             if host is not None:
                 await host.link.close()
         self.events.record("host", f"host {name} removed ({moved} replica(s) moved, {deleted} deleted"
-                           + (", purged" if purge else "") + ")")
+                           + (", purged" if purge else "") + (", its idle rule with it" if had_rule else "")
+                           + ")")
         return moved, deleted
 
     async def close(self) -> None:

@@ -63,6 +63,48 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_api ON events (api, id);
+CREATE TABLE IF NOT EXISTS host_prices (
+    host TEXT PRIMARY KEY,
+    price_micros INTEGER NOT NULL,   -- per hour, in micro-units of the currency (exact)
+    currency TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idle_rules (
+    host TEXT PRIMARY KEY,
+    after_seconds REAL NOT NULL,
+    util_threshold REAL NOT NULL,
+    command TEXT,                    -- the user's command line (split with shlex when run)
+    cwd TEXT,
+    remove INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+-- per-minute rollups (workbench.controller.usage); times in milliseconds, shares in thousandths
+CREATE TABLE IF NOT EXISTS usage_hosts (
+    minute INTEGER NOT NULL,         -- Unix time of the minute's start, in minutes
+    host TEXT NOT NULL,
+    present_ms INTEGER NOT NULL DEFAULT 0,
+    price_micros INTEGER,            -- per hour in that minute; NULL: not priced
+    currency TEXT,
+    gpu_count INTEGER NOT NULL DEFAULT 0,
+    cpu_count INTEGER NOT NULL DEFAULT 0,
+    mem_mib INTEGER NOT NULL DEFAULT 0,
+    gpu_sampled_ms INTEGER NOT NULL DEFAULT 0,  -- summed over the host's GPUs
+    gpu_busy_ms INTEGER NOT NULL DEFAULT 0,
+    cpu_busy INTEGER,                -- milli-cores x ms, from the load average (NULL: unknown)
+    requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, host)
+);
+CREATE TABLE IF NOT EXISTS usage_apis (
+    minute INTEGER NOT NULL,
+    api TEXT NOT NULL,
+    host TEXT NOT NULL,
+    replica_ms INTEGER NOT NULL DEFAULT 0,
+    gpu INTEGER NOT NULL DEFAULT 0,  -- thousandths of a GPU x ms reserved
+    cpu INTEGER NOT NULL DEFAULT 0,  -- milli-cores x ms reserved
+    mem INTEGER NOT NULL DEFAULT 0,  -- MiB x ms reserved
+    requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, api, host)
+);
 """
 
 Kind = Literal["api", "traffic_splitter"]
@@ -125,6 +167,86 @@ _REMOTE_COLUMNS = ("name", "target", "identity", "jump", "kind", "agent_port", "
 
 
 @dataclass(frozen=True)
+class PriceRecord:
+    """What a host costs per hour (micro-units: exact)."""
+
+    host: str
+    price_micros: int
+    currency: str
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class IdleRuleRecord:
+    """`workbench host idle NAME ...`: when the host counts as idle, and what then runs."""
+
+    host: str
+    after_seconds: float
+    util_threshold: float
+    command: str | None = None
+    cwd: str | None = None
+    remove: bool = False
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class HostMinute:
+    """One host's rollup for one minute (see the usage_hosts table); added to what is stored."""
+
+    minute: int
+    host: str
+    present_ms: int = 0
+    price_micros: int | None = None
+    currency: str | None = None
+    gpu_count: int = 0
+    cpu_count: int = 0
+    mem_mib: int = 0
+    gpu_sampled_ms: int = 0
+    gpu_busy_ms: int = 0
+    cpu_busy: int | None = None
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class ApiMinute:
+    """One API's rollup on one host for one minute (see the usage_apis table)."""
+
+    minute: int
+    api: str
+    host: str
+    replica_ms: int = 0
+    gpu: int = 0
+    cpu: int = 0
+    mem: int = 0
+    requests: int = 0
+
+
+_HOST_MINUTE = ("minute", "host", "present_ms", "price_micros", "currency", "gpu_count", "cpu_count",
+                "mem_mib", "gpu_sampled_ms", "gpu_busy_ms", "cpu_busy", "requests")
+_API_MINUTE = ("minute", "api", "host", "replica_ms", "gpu", "cpu", "mem", "requests")
+#: a later write of the same minute adds its amounts; price and capacity are the latest seen
+_HOST_MINUTE_UPSERT = (
+    f"INSERT INTO usage_hosts ({', '.join(_HOST_MINUTE)}) VALUES ({', '.join('?' * len(_HOST_MINUTE))}) "
+    "ON CONFLICT (minute, host) DO UPDATE SET present_ms = present_ms + excluded.present_ms, "
+    "price_micros = CASE WHEN excluded.present_ms > 0 THEN excluded.price_micros ELSE price_micros END, "
+    "currency = CASE WHEN excluded.present_ms > 0 THEN excluded.currency ELSE currency END, "
+    "gpu_count = MAX(gpu_count, excluded.gpu_count), cpu_count = MAX(cpu_count, excluded.cpu_count), "
+    "mem_mib = MAX(mem_mib, excluded.mem_mib), "
+    "gpu_sampled_ms = gpu_sampled_ms + excluded.gpu_sampled_ms, "
+    "gpu_busy_ms = gpu_busy_ms + excluded.gpu_busy_ms, "
+    "cpu_busy = CASE WHEN cpu_busy IS NULL AND excluded.cpu_busy IS NULL THEN NULL "
+    "ELSE IFNULL(cpu_busy, 0) + IFNULL(excluded.cpu_busy, 0) END, "
+    "requests = requests + excluded.requests"
+)
+_API_MINUTE_UPSERT = (
+    f"INSERT INTO usage_apis ({', '.join(_API_MINUTE)}) VALUES ({', '.join('?' * len(_API_MINUTE))}) "
+    "ON CONFLICT (minute, api, host) DO UPDATE SET replica_ms = replica_ms + excluded.replica_ms, "
+    "gpu = gpu + excluded.gpu, cpu = cpu + excluded.cpu, mem = mem + excluded.mem, "
+    "requests = requests + excluded.requests"
+)
+
+
+@dataclass(frozen=True)
 class EventRecord:
     id: int
     at: float
@@ -173,6 +295,19 @@ class Store:
         with self._lock:
             cursor = self._db.execute(sql, args)
             return int(cursor.lastrowid or 0)
+
+    def _run_many(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Several statements in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for sql, rows in statements:
+                    if rows:
+                        self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- hosts -------------------------------------------------------------------------------
     def put_host(self, host: HostRecord) -> None:
@@ -274,3 +409,63 @@ class Store:
         rows = self._all(f"SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?", (*args, limit))
         return [EventRecord(id=r["id"], at=r["at"], api=r["api"], kind=r["kind"], message=r["message"],
                             data=json.loads(r["data"])) for r in reversed(rows)]
+
+    # -- prices ------------------------------------------------------------------------------
+    def put_price(self, record: PriceRecord) -> None:
+        self._run("INSERT OR REPLACE INTO host_prices VALUES (?, ?, ?, ?)",
+                  (record.host, record.price_micros, record.currency, record.updated_at))
+
+    def prices(self) -> dict[str, PriceRecord]:
+        return {r["host"]: PriceRecord(**dict(r)) for r in self._all("SELECT * FROM host_prices")}
+
+    def delete_price(self, host: str) -> None:
+        self._run("DELETE FROM host_prices WHERE host = ?", (host,))
+
+    # -- idle rules --------------------------------------------------------------------------
+    def put_idle_rule(self, rule: IdleRuleRecord) -> None:
+        self._run("INSERT OR REPLACE INTO idle_rules VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (rule.host, rule.after_seconds, rule.util_threshold, rule.command, rule.cwd,
+                   int(rule.remove), rule.created_at))
+
+    def idle_rules(self) -> dict[str, IdleRuleRecord]:
+        rows = self._all("SELECT * FROM idle_rules")
+        return {r["host"]: IdleRuleRecord(**{**dict(r), "remove": bool(r["remove"])}) for r in rows}
+
+    def delete_idle_rule(self, host: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM idle_rules WHERE host = ?", (host,)).rowcount > 0
+
+    # -- usage rollups -----------------------------------------------------------------------
+    def add_usage(self, hosts: list[HostMinute], apis: list[ApiMinute]) -> None:
+        """Add per-minute amounts (a minute written twice adds up), in one transaction."""
+        self._run_many([
+            (_HOST_MINUTE_UPSERT, [tuple(getattr(h, c) for c in _HOST_MINUTE) for h in hosts]),
+            (_API_MINUTE_UPSERT, [tuple(getattr(a, c) for c in _API_MINUTE) for a in apis]),
+        ])
+
+    def prune_usage(self, before_minute: int) -> None:
+        """Forget the rollups of minutes before `before_minute` (the retention period)."""
+        self._run_many([("DELETE FROM usage_hosts WHERE minute < ?", [(before_minute,)]),
+                        ("DELETE FROM usage_apis WHERE minute < ?", [(before_minute,)])])
+
+    def host_usage(self, since_minute: int, until_minute: int) -> list[sqlite3.Row]:
+        """Host rollups summed per (host, price, currency, capacity) over [since, until)."""
+        return self._all(
+            "SELECT host, price_micros, currency, gpu_count, cpu_count, mem_mib, "
+            "SUM(present_ms) AS present_ms, SUM(gpu_sampled_ms) AS gpu_sampled_ms, "
+            "SUM(gpu_busy_ms) AS gpu_busy_ms, SUM(cpu_busy) AS cpu_busy, SUM(requests) AS requests "
+            "FROM usage_hosts WHERE minute >= ? AND minute < ? "
+            "GROUP BY host, price_micros, currency, gpu_count, cpu_count, mem_mib",
+            (since_minute, until_minute))
+
+    def api_usage(self, since_minute: int, until_minute: int) -> list[sqlite3.Row]:
+        """API rollups summed per (api, host, the host's price and capacity that minute)."""
+        return self._all(
+            "SELECT a.api AS api, a.host AS host, h.price_micros AS price_micros, h.currency AS currency, "
+            "IFNULL(h.gpu_count, 0) AS gpu_count, IFNULL(h.cpu_count, 0) AS cpu_count, "
+            "IFNULL(h.mem_mib, 0) AS mem_mib, SUM(a.replica_ms) AS replica_ms, SUM(a.gpu) AS gpu, "
+            "SUM(a.cpu) AS cpu, SUM(a.mem) AS mem, SUM(a.requests) AS requests "
+            "FROM usage_apis a LEFT JOIN usage_hosts h ON h.minute = a.minute AND h.host = a.host "
+            "WHERE a.minute >= ? AND a.minute < ? "
+            "GROUP BY a.api, a.host, h.price_micros, h.currency, h.gpu_count, h.cpu_count, h.mem_mib",
+            (since_minute, until_minute))

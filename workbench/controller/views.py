@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from workbench.controller.cost import LiveHost
 from workbench.controller.fleet import Fleet, Host
+from workbench.controller.idle import IdleWatcher, rule_body
 from workbench.controller.routes import RouterLike, RouteSync
-from workbench.controller.state import ApiRecord, EventRecord, Store
+from workbench.controller.state import ApiRecord, EventRecord, IdleRuleRecord, PriceRecord, Store
 from workbench.router.types import ApiTraffic
 from workbench.wire.agent import ReplicaState
 from workbench.wire.control import (
@@ -15,10 +17,12 @@ from workbench.wire.control import (
     ApiSummary,
     EventBody,
     HostBody,
+    IdleRuleBody,
     ReplicaBody,
     ReplicaCounts,
     TrafficBody,
 )
+from workbench.wire.units import DEFAULT_CURRENCY, from_micros
 
 GONE = (ReplicaState.STOPPING, ReplicaState.STOPPED)
 
@@ -34,13 +38,16 @@ def event_body(event: EventRecord) -> EventBody:
     return EventBody(at=event.at, api=event.api, kind=event.kind, message=event.message, data=event.data)
 
 
-def host_body(host: Host) -> HostBody:
+def host_body(host: Host, price: PriceRecord | None = None, quiet_since: float | None = None,
+              idle: bool = False, rule: IdleRuleBody | None = None) -> HostBody:
     state = host.state if host.state in ("ready", "unreachable") else "connecting"
     kind = host.kind if host.kind in ("local", "ssh", "direct") else "local"
     return HostBody(name=host.name, address=host.address, state=state,
                     kind=kind, agent_version=host.info.agent_version if host.info else None,
                     last_seen=host.last_seen, info=host.info, replicas=len(host.replicas),
-                    message=host.message)
+                    message=host.message, price=from_micros(price.price_micros) if price else None,
+                    currency=price.currency if price else DEFAULT_CURRENCY, quiet_since=quiet_since,
+                    idle=idle, idle_rule=rule)
 
 
 def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
@@ -77,12 +84,40 @@ def pending_note(record: ApiRecord, running: int) -> str | None:
 
 
 class Views:
-    def __init__(self, store: Store, fleet: Fleet, router: RouterLike, routes: RouteSync, base_url: str):
+    def __init__(self, store: Store, fleet: Fleet, router: RouterLike, routes: RouteSync, base_url: str,
+                 idle: IdleWatcher | None = None):
         self.store = store
         self.fleet = fleet
         self.router = router
         self.routes = routes
         self.base_url = base_url
+        self.idle = idle
+
+    def host(self, host: Host, prices: dict[str, PriceRecord] | None = None,
+             rules: dict[str, IdleRuleRecord] | None = None) -> HostBody:
+        """A host with its price and idle state (`prices` and `rules`: read once for a list)."""
+        prices = self.store.prices() if prices is None else prices
+        rules = self.store.idle_rules() if rules is None else rules
+        quiet_since, idle = self.idle.state(host.name) if self.idle is not None else (None, False)
+        rule = rules.get(host.name)
+        return host_body(host, prices.get(host.name), quiet_since, idle,
+                         rule_body(rule) if rule is not None else None)
+
+    def hosts(self) -> list[HostBody]:
+        prices, rules = self.store.prices(), self.store.idle_rules()
+        return [self.host(h, prices, rules) for h in self.fleet.hosts.values()]
+
+    def live_hosts(self) -> dict[str, LiveHost]:
+        """Every host in the fleet now, for a cost report."""
+        prices = self.store.prices()
+        live = {}
+        for name in self.fleet.hosts:
+            price = prices.get(name)
+            quiet_since, idle = self.idle.state(name) if self.idle is not None else (None, False)
+            live[name] = LiveHost(price=from_micros(price.price_micros) if price else None,
+                                  currency=price.currency if price else DEFAULT_CURRENCY,
+                                  idle=idle, quiet_since=quiet_since)
+        return live
 
     def _traffic_of(self, name: str) -> ApiTraffic:
         try:

@@ -34,6 +34,7 @@ class EndpointState:
         "removed",
         "replica_bytes",
         "replica_id",
+        "requests",
         "scheme",
         "url",
     )
@@ -49,6 +50,7 @@ class EndpointState:
         self.prefix = parts.path.encode()  # a replica behind a path prefix
         self.replica_bytes = endpoint.replica_id.encode("utf-8", "replace")
         self.in_flight = 0
+        self.requests = 0  # sent to this replica so far (metering: workbench.controller.usage)
         # the controller hands over ready replicas; active checks may say otherwise (a change of
         # `healthy` or `ejected_until` must be reported to the pool: Pool.invalidate)
         self.healthy = True
@@ -64,6 +66,7 @@ class EndpointState:
 
     def begin(self, now: float) -> None:
         self.in_flight += 1
+        self.requests += 1
         self._started_sum += now
 
     def end(self, started: float, now: float, ok: bool) -> None:

@@ -66,3 +66,15 @@ class ApiTraffic:
     ejections: int = 0
     replica_in_flight: dict[str, int] = field(default_factory=dict)
     ejected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplicaCounts:
+    """What the router sent one replica so far (for metering; counts only grow while the replica
+    stays in its pool)."""
+
+    api: str
+    host: str
+    replica_id: str
+    requests: int
+    in_flight: int

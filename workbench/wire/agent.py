@@ -167,6 +167,7 @@ class HostInfo(BaseModel):
     gpus: list[GpuInfo] = Field(default_factory=list)
     gpu_driver_version: str | None = None
     gpu_note: str | None = None
+    load_1m: float | None = None  # the 1-minute load average (None: not reported)
 
 
 class BuildEvent(BaseModel):

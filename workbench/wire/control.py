@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaState
 from workbench.wire.replica import RuntimeKind
+from workbench.wire.units import (
+    DEFAULT_CURRENCY,
+    parse_currency,
+    parse_duration,
+    parse_price,
+    parse_threshold,
+)
+
+#: A price per hour (Decimal; JSON: a string such as "2.40"), checked by wire.units.parse_price.
+Price = Annotated[Decimal, BeforeValidator(parse_price)]
+Currency = Annotated[str, BeforeValidator(parse_currency)]
+#: Seconds; the JSON may say "30m" or 1800.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Threshold = Annotated[float, BeforeValidator(parse_threshold)]
+
+DEFAULT_IDLE_AFTER = 30 * 60.0  # seconds (dstack's idle_duration, SkyPilot's autostop idle time)
+DEFAULT_UTIL_THRESHOLD = 5.0  # percent (dstack's utilization_policy.min_gpu_utilization)
 
 ApiStatus = Literal["live", "updating", "starting", "error", "scaled-to-zero", "pending", "splitter"]
 
@@ -125,6 +143,19 @@ class ApiDetail(ApiSummary):
     events: list[EventBody] = Field(default_factory=list)
 
 
+class IdleRuleBody(BaseModel):
+    """What happens when a host sits idle (`workbench host idle NAME ...`)."""
+
+    host: str
+    after_seconds: float = DEFAULT_IDLE_AFTER
+    util_threshold: float = DEFAULT_UTIL_THRESHOLD
+    command: str | None = None  # the user's own command line, split with shlex (never a shell)
+    argv: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+    remove: bool = False  # drain and remove the host before the command runs
+    created_at: float | None = None
+
+
 class HostBody(BaseModel):
     name: str
     address: str
@@ -135,6 +166,12 @@ class HostBody(BaseModel):
     info: HostInfo | None = None
     replicas: int = 0
     message: str | None = None
+    price: Decimal | None = None  # per hour; None: not priced (the local host until given one)
+    currency: str = DEFAULT_CURRENCY
+    #: since when no request reached the host's replicas and every GPU stayed below the threshold
+    quiet_since: float | None = None
+    idle: bool = False  # quiet for the idle rule's `after` (or the default 30 minutes)
+    idle_rule: IdleRuleBody | None = None
 
 
 class AddHostRequest(_Body):
@@ -151,6 +188,8 @@ class AddHostRequest(_Body):
     token: str | None = Field(None, repr=False, max_length=1024,
                               description="direct: the agent's bearer token (a 0600 file, never the DB)")
     ca_cert: str | None = Field(None, description="direct: PEM file verifying the agent's TLS certificate")
+    price: Price | None = Field(None, description="what the box costs per hour, e.g. 2.40")
+    currency: Currency | None = Field(None, description="ISO 4217 code of the price (default USD)")
 
 
 class HostEvent(BaseModel):
@@ -164,6 +203,37 @@ class HostEvent(BaseModel):
     fingerprint: str | None = None  # trust_required: SHA256:… to show the user
     key_type: str | None = None
     result: HostBody | None = None
+
+
+class HostSettingsRequest(_Body):
+    """PATCH /v1/hosts/{name}: what the host costs."""
+
+    price: Price | None = Field(None, description="per hour, e.g. 2.40; 0 for a free machine")
+    currency: Currency | None = Field(None, description="ISO 4217 code (default: unchanged, else USD)")
+
+
+class IdleRuleRequest(_Body):
+    """PUT /v1/hosts/{name}/idle: flag the host after `after` idle, and optionally act then."""
+
+    after: Duration = Field(DEFAULT_IDLE_AFTER, description="idle this long (30m, 1h, or seconds)")
+    util_threshold: Threshold = Field(DEFAULT_UTIL_THRESHOLD, description="GPU busy at or above (%)")
+    command: str | None = Field(None, max_length=4096,
+                                description="a command line run on the workstation once per idle "
+                                            "period (split with shlex, no shell)")
+    cwd: str | None = Field(None, description="the folder the command runs in (the CLI's own)")
+    remove: bool = Field(False, description="drain and remove the host first")
+    dry_run: bool = Field(False, description="say what would happen; change nothing")
+
+
+class IdlePlanBody(BaseModel):
+    """The answer to PUT /v1/hosts/{name}/idle: the rule, and what it would do now."""
+
+    rule: IdleRuleBody
+    saved: bool  # False for a dry run
+    env: dict[str, str] = Field(default_factory=dict)  # added to the command's environment
+    steps: list[str] = Field(default_factory=list)  # what happens once the host is idle
+    quiet_since: float | None = None
+    idle: bool = False
 
 
 class RemovedHostBody(BaseModel):
@@ -212,3 +282,59 @@ class PruneBody(BaseModel):
     removed: list[PrunedImage] = Field(default_factory=list)  # or, with dry_run, what would be
     kept: int = 0
     errors: dict[str, str] = Field(default_factory=dict)  # hosts that did not answer, or refused one
+# -- cost -------------------------------------------------------------------------------------------
+class HostCostBody(BaseModel):
+    """One host over a cost window. Money is exact Decimal (rounded to micro-units here)."""
+
+    name: str
+    price: Decimal | None = None  # per hour now (None: not priced)
+    currency: str = DEFAULT_CURRENCY
+    in_fleet: bool = True
+    hours: float = 0.0  # in the fleet during the window
+    priced_hours: float = 0.0
+    spend: Decimal | None = None  # None: never priced in the window (left out of totals)
+    unallocated_spend: Decimal | None = None  # the share nobody reserved
+    gpus: int = 0
+    gpu_hours: float = 0.0  # GPUs x hours in the fleet
+    gpu_busy_hours: float = 0.0  # utilization at/above the threshold, or memory held by a replica
+    gpu_idle_hours: float = 0.0
+    gpu_reserved_hours: float = 0.0  # reserved by replicas
+    gpu_unallocated_hours: float = 0.0  # reserved by nobody
+    cpu_reserved_core_hours: float = 0.0
+    cpu_busy_core_hours: float | None = None  # from the agent's load average, when it reports one
+    requests: int = 0
+    idle: bool = False
+    quiet_since: float | None = None
+
+
+class ApiHostCostBody(BaseModel):
+    host: str
+    currency: str = DEFAULT_CURRENCY
+    replica_hours: float = 0.0
+    gpu_hours: float = 0.0  # reserved
+    spend: Decimal | None = None
+    requests: int = 0
+
+
+class ApiCostBody(BaseModel):
+    """One API's share of its hosts' spend, by what its replicas reserved x time."""
+
+    name: str
+    requests: int = 0
+    replica_hours: float = 0.0
+    spend: dict[str, Decimal] = Field(default_factory=dict)  # by currency
+    per_1000_requests: dict[str, Decimal] = Field(default_factory=dict)
+    hosts: list[ApiHostCostBody] = Field(default_factory=list)
+
+
+class CostReport(BaseModel):
+    """GET /v1/cost: spend per host and per API since a time, and the fleet's total."""
+
+    since: float
+    until: float
+    hosts: list[HostCostBody] = Field(default_factory=list)
+    apis: list[ApiCostBody] = Field(default_factory=list)
+    total: dict[str, Decimal] = Field(default_factory=dict)  # priced hosts, by currency
+    unallocated: dict[str, Decimal] = Field(default_factory=dict)
+    per_hour: dict[str, Decimal] = Field(default_factory=dict)  # the fleet's price now, by currency
+    unpriced: list[str] = Field(default_factory=list)  # hosts in the window without a price
