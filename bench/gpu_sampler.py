@@ -1,4 +1,5 @@
-"""Cost of GPU telemetry: the sampler thread's CPU and the agent's RSS with 8 simulated GPUs.
+"""Cost of GPU telemetry: the sampler thread's CPU and the agent's RSS with 8 simulated GPUs, and
+its sampling rate (the gaps between samples; tests only bound a hang).
 
 Runs a real agent on the GPU fixture (WORKBENCH_FAKE_GPUS: the fixture path, not NVML), lets the
 1 Hz sampler run, and reads the sampler thread's own CPU time from the agent's /metrics.
@@ -9,6 +10,7 @@ Runs a real agent on the GPU fixture (WORKBENCH_FAKE_GPUS: the fixture path, not
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -75,20 +77,24 @@ def main() -> None:
     wall = t1 - t0
     sampler_pct = 100 * (cpu1 - cpu0) / wall
     agent_pct = 100 * ((agent1.user + agent1.system) - (agent0.user + agent0.system)) / wall
-    samples = len(history.get("0", []))
+    samples = history.get("0", [])
+    gaps = sorted(b["at"] - a["at"] for a, b in itertools.pairwise(samples))
+    gap_median = gaps[len(gaps) // 2] if gaps else float("nan")
+    gap_max = gaps[-1] if gaps else float("nan")
     body = "\n".join([
         "## GPU sampler cost (fixture path, not NVML)",
         "",
         f"`python -m bench.gpu_sampler` — a real agent with {args.gpus} simulated GPUs "
-        "(WORKBENCH_FAKE_GPUS; the fixture probe re-stats and parses its JSON file each second, "
-        f"not NVML), idle, over {wall:.0f} s.",
+        "(WORKBENCH_FAKE_GPUS; the fixture probe re-stats and parses its JSON file and scans /proc "
+        f"for GPU users each second, not NVML), idle, over {wall:.0f} s.",
         "",
         "| measure | value | target |",
         "|---|---|---|",
         f"| sampler thread CPU (1 Hz, {args.gpus} GPUs) | {sampler_pct:.3f} % of one core | < 1 % |",
         f"| whole agent CPU (sampler + supervisor loop) | {agent_pct:.3f} % of one core | |",
         f"| agent RSS | {rss / 2**20:.1f} MiB | < 80 MB |",
-        f"| history samples of GPU 0 after the run | {samples} | 1 per second |",
+        f"| history samples of GPU 0 after the run | {len(samples)} | 1 per second |",
+        f"| gap between samples (median / max) | {gap_median:.3f} s / {gap_max:.3f} s | 1 s |",
         "",
         "The real NVML path is measured by `scripts/gpu-check` on an NVIDIA machine.",
     ])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from workbench.remote.connection import SSHHost
 
@@ -29,6 +31,8 @@ class BoxFacts:
     glibc: str
     home: str
     disk_free: int | None
+    #: why python3 is not usable when it ran but answered something other than the probe's JSON
+    python_problem: str | None = None
 
     @property
     def python_tuple(self) -> tuple[int, int]:
@@ -38,14 +42,38 @@ class BoxFacts:
         return int(major), int(minor)
 
 
+_VERSION = re.compile(r"\d+\.\d+(\.\d+)?\S*")
+_TEXT_FIELDS = ("system", "release", "machine", "python", "glibc", "home")
+
+
 def probe(host: SSHHost, python: str = "python3") -> BoxFacts:
-    """Ask the box; falls back to `uname` when python3 is missing or broken."""
+    """Ask the box; falls back to `uname` when python3 is missing, broken, or answers something
+    that is not the probe's JSON (then `python_problem` says what it answered)."""
     status, out, _ = host.run([python, "-c", _PROBE], timeout=30)
+    problem = None
     if status == 0:
-        data = json.loads(out.strip().splitlines()[-1])
-        return BoxFacts(data["system"], data["release"], data["machine"], data["python"],
-                        data["glibc"], data["home"], int(data["disk_free"]))
+        facts = _parse(out)
+        if facts is not None:
+            return facts
+        shown = out.strip()[-200:] or "nothing"
+        problem = f"{python} ran but did not answer as Python does (it printed {shown!r})"
     _, uname, _ = host.run(["uname", "-s", "-r", "-m"], timeout=30)
     parts = [*uname.split(), "?", "?", "?"][:3]
     _, home, _ = host.run(["pwd"], timeout=30)
-    return BoxFacts(parts[0], parts[1], parts[2], None, "", home.strip(), None)
+    return BoxFacts(parts[0], parts[1], parts[2], None, "", home.strip(), None, problem)
+
+
+def _parse(out: str) -> BoxFacts | None:
+    """The probe's JSON line, or None when the output is anything else."""
+    lines = out.strip().splitlines()
+    try:
+        data: Any = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(data.get(key), str) for key in _TEXT_FIELDS):
+        return None
+    free = data.get("disk_free")
+    if not isinstance(free, int) or isinstance(free, bool) or not _VERSION.fullmatch(data["python"]):
+        return None
+    return BoxFacts(data["system"], data["release"], data["machine"], data["python"],
+                    data["glibc"], data["home"], free)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Literal
+from typing import Any, Literal
 
 import paramiko
 from rich.table import Table
@@ -61,7 +61,7 @@ def check_python(facts: BoxFacts) -> Check:
     fix = (f"install Python >= {wanted} with venv (Debian/Ubuntu: `apt install python3 python3-venv`; "
            f"or a uv/pyenv Python as `python3` on the user's PATH)")
     if facts.python is None:
-        return Check("Python", "fail", "no python3 on PATH", fix)
+        return Check("Python", "fail", facts.python_problem or "no python3 on PATH", fix)
     if facts.python_tuple < need:
         return Check("Python", "fail", f"python3 is {facts.python}, need >= {wanted}", fix)
     return Check("Python", "pass", f"python3 {facts.python}")
@@ -79,20 +79,28 @@ def check_venv(host: SSHHost, facts: BoxFacts) -> Check:
 
 def check_docker(host: SSHHost) -> tuple[Check, list[str]]:
     status, out, err = host.run(["docker", "info", "--format", "{{json .}}"], timeout=60)
-    if status == 0:
-        info = json.loads(out)
-        runtimes = sorted((info.get("Runtimes") or {}).keys())
+    info = _json_object(out) if status == 0 else None
+    # the CLI exits 0 and lists ServerErrors when it cannot reach the engine
+    errors = (info or {}).get("ServerErrors") or []
+    problem = " ".join(str(e) for e in errors) if isinstance(errors, list) else str(errors)
+    if info is not None and not problem:
+        runtimes = sorted(str(name) for name in (info.get("Runtimes") or {}))
         detail = f"engine {info.get('ServerVersion', '?')}, reachable without sudo"
         return Check("Docker", "pass", detail), runtimes
-    if status == 127:
+    problem = problem or err
+    if status == 0 and info is None:
+        detail = f"`docker info` answered something that is not its JSON: {out.strip()[:120]!r}"
+        fix = ("the process runtime will be used; check that `docker` on the user's PATH is the "
+               "Docker CLI (`docker info` on the box)")
+    elif status == 127:
         detail = "no docker command"
         fix = "the process runtime will be used; to use Docker install the engine (docs.docker.com)"
-    elif "permission denied" in err.lower():
+    elif "permission denied" in problem.lower():
         detail = "the user may not use the Docker socket"
         fix = ("the process runtime will be used; to use Docker add the user to the docker group "
                "(`sudo usermod -aG docker $USER`, then log in again)")
     else:
-        detail = (err.strip().splitlines() or ["docker info failed"])[-1][:200]
+        detail = (problem.strip().splitlines() or ["docker info failed"])[-1][:200]
         fix = ("the process runtime will be used; to use Docker start the engine "
                "(`sudo systemctl start docker`)")
     return Check("Docker", "warn", detail, fix), []
@@ -108,13 +116,25 @@ def check_gpu(host: SSHHost, docker_runtimes: list[str]) -> list[Check]:
         driver = Check("NVIDIA driver", "pass", f"{count} GPU(s)")
     ctk_status, ctk_out, _ = host.run(["nvidia-ctk", "--version"], timeout=60)
     if "nvidia" in docker_runtimes or ctk_status == 0:
-        where = "docker runtime 'nvidia'" if "nvidia" in docker_runtimes else ctk_out.splitlines()[0]
+        version = (ctk_out.strip().splitlines() or ["nvidia-ctk (no version printed)"])[0]
+        where = "docker runtime 'nvidia'" if "nvidia" in docker_runtimes else version
         toolkit = Check("NVIDIA Container Toolkit", "pass", where)
     else:
         toolkit = Check("NVIDIA Container Toolkit", "warn", "not found",
                         "GPUs in Docker replicas need the NVIDIA Container Toolkit (nvidia-ctk, CDI); "
                         "process replicas can still use GPUs")
     return [driver, toolkit]
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    runtimes = value.get("Runtimes")
+    return value if runtimes is None or isinstance(runtimes, dict) else None
 
 
 def check_disk(facts: BoxFacts) -> Check:

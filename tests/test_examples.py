@@ -25,7 +25,7 @@ REQUESTS: dict[str, tuple[Any, Any]] = {
 }
 
 
-@pytest.fixture(scope="module", params=["process", "docker"])
+@pytest.fixture(scope="module", params=["process", pytest.param("docker", marks=pytest.mark.docker)])
 def bench(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
     """One home per runtime, shared by the examples (so the agent starts once)."""
     runtime = request.param

@@ -23,6 +23,7 @@ def nvidia_here() -> bool:
         capture_output=True).returncode == 0
 
 
+@pytest.mark.gpu
 def test_script_parses_and_without_nvidia_exits_0_with_the_message(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "gpu-check")]).returncode == 0
     if nvidia_here():

@@ -19,28 +19,33 @@ utilization rises with the allocated share and wobbles with a 20 s period, memor
 SIM_REPLICA_MEMORY_BYTES per allocated replica (times its share), temperature and power follow
 utilization. Only values the file gives move; a missing one stays N/A.
 
-Processes follow the replicas started on the host: once the agent attaches its replicas and GPU
-allocations (`follow()`, done by GpuService), every replica pinned to a simulated GPU shows up as
-a process on it with the replica's own PID, so telemetry maps it back to the replica without
-anyone writing PIDs into the file.
+Processes are found as NVML would find them, not taken from the agent: every process in /proc
+given a simulated GPU shows up on it with its real PID — the GPU ids in its environment
+(``NVIDIA_VISIBLE_DEVICES`` for a container, else ``CUDA_VISIBLE_DEVICES``; an index or a UUID),
+the topmost process of each tree that carries them (its children inherit the variable, they are
+not GPU users of their own). The agent then maps each PID to its replica the way it does for real
+GPUs (container cgroup, session, PID), so that mapping is exercised, not assumed. Only processes
+the agent's user may read /proc/PID/environ of are seen. The agent's GPU allocations
+(`follow()`, done by GpuService) drive the simulated load only.
 
 Every report from this probe is labelled simulated (source "fixture" and the host note).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import ValidationError
 from workbench.agent.gpu.alloc import Allocation
 from workbench.agent.gpu.probe import GpuProbe, GpuProcessReading, GpuReading, Reading, Source
-from workbench.agent.gpu.procmap import ReplicaRef
 
 from workbench.wire.agent import GpuInfo
 
@@ -62,29 +67,25 @@ class FixtureProbe(GpuProbe):
         self._problem: str | None = None
         self.base_note = f"SIMULATED GPUs from {self.path} (WORKBENCH_FAKE_GPUS; test and demo only)"
         self.note = self.base_note
-        self._replicas: Callable[[], Iterable[ReplicaRef]] | None = None
         self._allocations: Callable[[], Iterable[Allocation]] | None = None
+        self.proc = Path("/proc")
         self._load()
 
-    def follow(
-        self,
-        replicas: Callable[[], Iterable[ReplicaRef]],
-        allocations: Callable[[], Iterable[Allocation]],
-    ) -> None:
-        """Let simulated processes and load follow the agent's replicas and GPU allocations."""
-        self._replicas, self._allocations = replicas, allocations
+    def follow(self, allocations: Callable[[], Iterable[Allocation]]) -> None:
+        """Let the simulated load follow the agent's GPU allocations."""
+        self._allocations = allocations
 
-    def _snapshot(self) -> tuple[list[ReplicaRef], list[Allocation]]:
-        """The agent's replicas and allocations; read from the sampler thread, so retry a
-        snapshot torn by a concurrent change, and give up (nothing allocated) rather than raise."""
-        if self._replicas is None or self._allocations is None:
-            return [], []
+    def _snapshot(self) -> list[Allocation]:
+        """The agent's allocations; read from the sampler thread, so retry a snapshot torn by a
+        concurrent change, and give up (nothing allocated) rather than raise."""
+        if self._allocations is None:
+            return []
         for _ in range(3):
             try:
-                return list(self._replicas()), list(self._allocations())
+                return list(self._allocations())
             except RuntimeError:  # dict changed size during iteration
                 continue
-        return [], []
+        return []
 
     def _load(self) -> None:
         """Re-read the file when its mtime or size changed."""
@@ -124,7 +125,7 @@ class FixtureProbe(GpuProbe):
             if gpu is not None and proc is not None and not gpu.info.error:
                 gpu.processes.append(proc)
         now = time.time()  # after the file's own processes, which win for a PID they name
-        self._follow_replicas(gpus, now, motion=self._data.get("motion", True) is not False)
+        self._add_gpu_users(gpus, now, motion=self._data.get("motion", True) is not False)
         notes = [self.base_note]
         if self._problem:
             notes.append(self._problem)
@@ -134,24 +135,57 @@ class FixtureProbe(GpuProbe):
         self.note = "; ".join(notes)
         return Reading(at=now, gpus=gpus, note=self.note)
 
-    def _follow_replicas(self, gpus: list[GpuReading], now: float, motion: bool) -> None:
-        """Add a process per replica pinned to each GPU and, with motion, move the values."""
-        refs, allocations = self._snapshot()
-        pid_of = {r.replica_id: r.pid for r in refs}
+    def _add_gpu_users(self, gpus: list[GpuReading], now: float, motion: bool) -> None:
+        """Add each process /proc shows using a GPU and, with motion, move the values."""
+        allocations = self._snapshot()
+        users = gpu_users(self.proc)
         for g in gpus:
             if g.info.error:
                 continue
             keys = {str(g.info.index)} | ({g.info.uuid} if g.info.uuid else set())
-            mine = [a for a in allocations if keys & set(a.gpu_ids)]
-            share = sum(a.amount for a in mine)
+            share = sum(a.amount for a in allocations if keys & set(a.gpu_ids))
             known = {p.pid for p in g.processes}
-            for a in mine:
-                pid = pid_of.get(a.replica_id)
-                if pid and pid not in known:
-                    known.add(pid)
-                    g.processes.append(GpuProcessReading(pid, int(SIM_REPLICA_MEMORY_BYTES * a.amount)))
+            mine = sorted(pid for pid, ids in users.items() if keys & ids and pid not in known)
+            each = SIM_REPLICA_MEMORY_BYTES * (share / len(mine) if share else 1.0) if mine else 0
+            g.processes.extend(GpuProcessReading(pid, int(each)) for pid in mine)
             if motion:
                 _move(g.info, now, share)
+
+
+def gpu_users(proc: Path = Path("/proc")) -> dict[int, set[str]]:
+    """PID → the GPU ids its environment gives it, for the topmost process of each tree that has
+    them (not this agent, nor its ancestors: they only passed a variable on)."""
+    seen = dict(_gpu_environments(proc))
+    ours = {os.getpid()}
+    with contextlib.suppress(psutil.Error):
+        ours |= {p.pid for p in psutil.Process().parents()}
+    users: dict[int, set[str]] = {}
+    for pid, (ids, parent) in seen.items():
+        if pid in ours or (parent in seen and seen[parent][0] == ids):
+            continue
+        users[pid] = ids
+    return users
+
+
+def _gpu_environments(proc: Path) -> Iterator[tuple[int, tuple[set[str], int]]]:
+    """(pid, (GPU ids, parent pid)) for every readable process whose environment names GPUs."""
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            if b"VISIBLE_DEVICES=" not in environ:
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone, or not ours to read
+            continue
+        env = dict(item.partition(b"=")[::2] for item in environ.split(b"\0") if item)
+        raw = env.get(b"NVIDIA_VISIBLE_DEVICES", env.get(b"CUDA_VISIBLE_DEVICES", b""))
+        ids = {part.strip() for part in raw.decode(errors="replace").split(",") if part.strip()}
+        ids -= {"all", "none", "void", "NoDevFiles"}
+        if ids:
+            parent = int(stat.rpartition(")")[2].split()[1])  # fields after "(comm)": state ppid …
+            yield int(entry.name), (ids, parent)
 
 
 def _move(info: GpuInfo, now: float, share: float) -> None:

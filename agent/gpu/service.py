@@ -23,8 +23,8 @@ class GpuService:
         self.replicas = replicas
         self.allocations = allocations
         follow = getattr(sampler.probe, "follow", None)
-        if callable(follow):  # the fixture: simulated processes and load follow our replicas
-            follow(replicas, allocations)
+        if callable(follow):  # the fixture: the simulated load follows our GPU allocations
+            follow(allocations)
 
     @property
     def simulated(self) -> bool:

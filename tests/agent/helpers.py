@@ -45,7 +45,7 @@ class Predictor:
         return {"echo": payload, "six": self.six, "built": os.path.exists("built.txt")}
 """
 
-DOCKERFILE = """ARG BASE_IMAGE=workbench/python:3.11-bookworm
+DOCKERFILE = """ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 COPY certs/ca.pem /etc/workbench-ca.pem
 ENV PIP_CERT=/etc/workbench-ca.pem PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1

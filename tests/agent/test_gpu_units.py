@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import pynvml
 import pytest
 from workbench.agent.gpu.alloc import Allocation, conflict
@@ -17,6 +20,8 @@ from workbench.agent.gpu.probe import make_probe
 from workbench.agent.gpu.procmap import ProcMap, ReplicaRef, container_of
 from workbench.agent.gpu.sampler import GpuSampler
 from workbench.agent.runtimes.docker import gpu_options
+
+from tests.support.real_parts import wait_until
 
 
 class RecordedNvml:
@@ -155,6 +160,7 @@ def test_init_errors_become_notes(error: Exception, words: str) -> None:
         NvmlProbe(RecordedNvml({}, init_error=error))
 
 
+@pytest.mark.gpu
 def test_make_probe_without_nvml_reports_none() -> None:
     probe = make_probe({})
     if probe.source == "nvml":
@@ -236,19 +242,50 @@ def _moving_fixture(tmp_path: Path, **extra: Any) -> Path:
     path = tmp_path / "moving.json"
     gpu = {"memory_total_bytes": 16 * 1024**3, "memory_used_bytes": 0, "memory_free_bytes": 16 * 1024**3,
            "utilization_gpu": 0, "temperature_c": 35, "power_draw_w": 40, "power_limit_w": 300}
-    path.write_text(json.dumps({"gpus": [dict(gpu, index=0), dict(gpu, index=1), {"index": 2}], **extra}))
+    path.write_text(json.dumps({"gpus": [dict(gpu, index=0, uuid=f"GPU-unit-{tmp_path.name}-0"),
+                                         dict(gpu, index=1, uuid=f"GPU-unit-{tmp_path.name}-1"),
+                                         {"index": 2}], **extra}))
     return path
 
 
+@pytest.fixture
+def gpu_user(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``gpu_user(VAR="ids")``: a real process (a shell with a child) given GPUs by its
+    environment, as a replica would be; killed afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        clean = {k: v for k, v in os.environ.items() if not k.endswith("_VISIBLE_DEVICES")}
+        proc = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], env={**clean, **env}, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def _pids(reading: Any, gpu: int, among: set[int]) -> list[tuple[int, int | None]]:
+    """(pid, used memory) of the processes on one GPU that this test started."""
+    return [(p.pid, p.used_memory_bytes) for p in reading.gpus[gpu].processes if p.pid in among]
+
+
 def test_fixture_values_move_with_time_and_allocations(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpu_user: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     from workbench.agent.gpu import fixture
 
-    probe = make_probe({"WORKBENCH_FAKE_GPUS": str(_moving_fixture(tmp_path))})
+    path = _moving_fixture(tmp_path)
+    probe = make_probe({"WORKBENCH_FAKE_GPUS": str(path)})
     assert isinstance(probe, fixture.FixtureProbe) and "SIMULATED" in (probe.note or "")
     allocations = [Allocation("r1", ("1",), None)]
-    probe.follow(lambda: [ReplicaRef("r1", "api", pid=4242)], lambda: allocations)
+    probe.follow(lambda: allocations)
+    user = gpu_user(CUDA_VISIBLE_DEVICES=f"GPU-unit-{tmp_path.name}-1")
+    mine = {user.pid}
+    wait_until(lambda: _pids(probe.read(), 1, mine), 10, what="the process seen in /proc")
     clock = iter([1000.0, 1005.0, 1005.0])
     monkeypatch.setattr(fixture.time, "time", lambda: next(clock))
     first, later, again = probe.read(), probe.read(), probe.read()
@@ -262,29 +299,43 @@ def test_fixture_values_move_with_time_and_allocations(
     assert busy0.memory_used_bytes == fixture.SIM_REPLICA_MEMORY_BYTES
     assert busy0.memory_free_bytes == 14 * 1024**3
     assert first.gpus[2].info.utilization_gpu is None  # missing in the file: stays N/A
-    # the replica shows up as a process on its GPU, with its own PID, and nowhere else
-    assert [(p.pid, p.used_memory_bytes) for p in first.gpus[1].processes] == [
-        (4242, fixture.SIM_REPLICA_MEMORY_BYTES)]
-    assert first.gpus[0].processes == [] and first.gpus[2].processes == []
+    # the process given GPU 1 shows up on it with its own PID (the shell, not its child), and
+    # nowhere else
+    children = {c.pid for c in psutil.Process(user.pid).children()}
+    assert children and _pids(first, 1, mine | children) == [(user.pid, fixture.SIM_REPLICA_MEMORY_BYTES)]
+    assert _pids(first, 0, mine | children) == [] and _pids(first, 2, mine | children) == []
 
 
-def test_fixture_processes_follow_replicas_and_shares(tmp_path: Path) -> None:
+def test_fixture_processes_come_from_proc(
+    tmp_path: Path, gpu_user: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     from workbench.agent.gpu import fixture
 
     probe = make_probe({"WORKBENCH_FAKE_GPUS": str(_moving_fixture(tmp_path, motion=False))})
     assert isinstance(probe, fixture.FixtureProbe)
-    refs = [ReplicaRef("a", "x", pid=11), ReplicaRef("b", "x", pid=12), ReplicaRef("c", "x", pid=None)]
-    allocs = [Allocation("a", ("0",), 0.5), Allocation("b", ("0",), 0.5), Allocation("c", ("1",), None)]
-    probe.follow(lambda: refs, lambda: allocs)
-    reading = probe.read()
-    g0, g1 = reading.gpus[0], reading.gpus[1]
+    uuid0 = f"GPU-unit-{tmp_path.name}-0"
+    a = gpu_user(CUDA_VISIBLE_DEVICES=uuid0)
+    b = gpu_user(NVIDIA_VISIBLE_DEVICES=uuid0, CUDA_VISIBLE_DEVICES="3")  # a container: NVIDIA_ wins
+    c = gpu_user(CUDA_VISIBLE_DEVICES="all")  # not a device list
+    mine = {a.pid, b.pid, c.pid}
+    allocs = [Allocation("a", ("0",), 0.5), Allocation("b", ("0",), 0.5)]
+    probe.follow(lambda: allocs)
+    def both() -> Any:
+        reading = probe.read()
+        return reading if len(_pids(reading, 0, mine)) == 2 else None
+
+    reading = wait_until(both, 10, what="both processes seen in /proc")
     half = fixture.SIM_REPLICA_MEMORY_BYTES // 2
-    assert [(p.pid, p.used_memory_bytes) for p in g0.processes] == [(11, half), (12, half)]
-    assert g1.processes == []  # replica c has no PID yet (starting)
-    assert g0.info.utilization_gpu == 0 and g0.info.memory_used_bytes == 0  # motion off: file values
+    assert _pids(reading, 0, mine) == sorted([(a.pid, half), (b.pid, half)])
+    assert _pids(reading, 1, mine) == [] and _pids(reading, 2, mine) == []
+    g0 = reading.gpus[0].info
+    assert g0.utilization_gpu == 0 and g0.memory_used_bytes == 0  # motion off: file values
+    # the file's own processes win for a PID they name
+    _moving_fixture(tmp_path, motion=False, processes=[{"gpu": 0, "pid": a.pid, "used_memory_bytes": 7}])
+    assert (a.pid, 7) in _pids(probe.read(), 0, mine)
     # a torn snapshot (dict changed during iteration) never makes the probe raise
     def torn() -> list[Allocation]:
         raise RuntimeError("dictionary changed size during iteration")
 
-    probe.follow(lambda: refs, torn)
-    assert probe.read().gpus[0].processes == []
+    probe.follow(torn)
+    assert len(_pids(probe.read(), 0, mine)) == 2

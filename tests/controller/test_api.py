@@ -33,22 +33,34 @@ def test_auth_is_required_on_v1(controller: Controller) -> None:
 
 def test_bad_requests_get_4xx_json(controller: Controller, tmp_path: Path) -> None:
     api = controller.api
-    _is_json_error(api("POST", "/v1/deployments", content=b"{not json",
-                       headers={"Content-Type": "application/json"}), 422)
-    _is_json_error(api("POST", "/v1/deployments", json={"path": 3, "extra": 1}), 422)
-    _is_json_error(api("POST", "/v1/deployments", json={"path": str(tmp_path / "nowhere")}), 400)
+    good = make_project(tmp_path, "name: good\nruntime: process\ncompute: {cpu: 0.1}\n", name="good")
+    assert controller.deploy(good)[-1]["kind"] == "done"
+    before = api("GET", "/v1/apis").json()
+    assert [a["name"] for a in before] == ["good"]
+
+    def refused(status: int, **request: object) -> httpx.Response:
+        """A bad deploy: a JSON error, and the APIs exactly as they were (spec, replicas, updated_at)."""
+        response = api("POST", "/v1/deployments", **request)  # type: ignore[arg-type]
+        _is_json_error(response, status)
+        assert api("GET", "/v1/apis").json() == before, request
+        return response
+
+    refused(422, content=b"{not json", headers={"Content-Type": "application/json"})
+    refused(422, json={"path": 3, "extra": 1})
+    refused(400, json={"path": str(tmp_path / "nowhere")})
     broken = make_project(tmp_path, "name: Bad_Name\nreplicas: -1\n")
-    response = api("POST", "/v1/deployments", json={"path": str(broken)})
-    _is_json_error(response, 400)
+    response = refused(400, json={"path": str(broken)})
     assert "workbench.yaml:1" in response.json()["error"] and "\n" in response.json()["error"]
     splitter = make_project(tmp_path, "kind: traffic_splitter\nname: s\napis: [{name: ghost, weight: 100}]\n",
                             name="split")
-    response = api("POST", "/v1/deployments", json={"path": str(splitter)})
-    _is_json_error(response, 400)
+    response = refused(400, json={"path": str(splitter)})
     assert "ghost" in response.json()["error"]
-    good = make_project(tmp_path, "name: echo\nruntime: process\n", name="good")
-    _is_json_error(api("POST", "/v1/deployments", json={"path": str(good), "apis": ["nope"]}), 400)
-    _is_json_error(api("POST", "/v1/deployments", json={"path": str(good), "runtime": "vm"}), 422)
+    refused(400, json={"path": str(good), "apis": ["nope"]})
+    refused(422, json={"path": str(good), "runtime": "vm"})
+    # the deployed API's own name with a broken spec: refused, the running one untouched
+    worse = make_project(tmp_path, "name: good\nruntime: process\nreplicas: -1\n", name="worse")
+    response = refused(400, json={"path": str(worse)})
+    assert "replicas" in response.json()["error"]
     response = api("GET", "/v1/apis/ghost")
     _is_json_error(response, 404)
     assert "ghost" in response.json()["error"]
@@ -63,6 +75,7 @@ def test_bad_requests_get_4xx_json(controller: Controller, tmp_path: Path) -> No
     response = httpx.post(f"{controller.url}/v1/deployments", headers={**controller.headers, **garbage},
                           content=b"12345")
     assert 400 <= response.status_code < 500
+    assert api("GET", "/v1/apis").json() == before
 
 
 def test_scale_validates_its_values(controller: Controller, tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
-"""GPU awareness end to end: a real controller whose local agent sees a simulated 4-GPU host
-(WORKBENCH_FAKE_GPUS), process replicas pinned one GPU each, telemetry mapping each GPU's process
-to its replica, pending with a reason when the GPUs run out, fractional sharing, and a Docker
-replica with the env/labels (and the recorded DeviceRequest) a real GPU host would give it."""
+"""GPU awareness end to end ON THE GPU SIMULATOR (no GPU here): a real controller whose local agent
+sees a simulated 4-GPU host (the fixture, WORKBENCH_FAKE_GPUS), process replicas pinned one GPU
+each, telemetry mapping each GPU's process to its replica, pending with a reason when the GPUs run
+out, fractional sharing, and a Docker replica with the env/labels (and the recorded DeviceRequest) a
+real GPU host would give it. What is simulated: the GPUs' values and the load they show (they follow
+the agent's allocations). What is real: scheduling, pinning, the replicas' environment, and the
+processes on each GPU, which the simulator finds in /proc as NVML would (by the GPU ids in their
+environment); mapping their PIDs to replicas is the agent's own code, as on a real GPU host."""
 
 from __future__ import annotations
 
@@ -86,7 +90,7 @@ def ask(url: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def test_pinning_telemetry_pending_and_sharing(gpu_controller: Controller, tmp_path: Path) -> None:
+def test_simulator_pinning_telemetry_pending_and_sharing(gpu_controller: Controller, tmp_path: Path) -> None:
     ctl = gpu_controller
     events = ctl.deploy(gpu_project(tmp_path, "gpus", gpu=1, replicas=3))
     assert events[-1]["kind"] == "done", events[-3:]
@@ -106,7 +110,7 @@ def test_pinning_telemetry_pending_and_sharing(gpu_controller: Controller, tmp_p
         assert answer["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
         pid_of[rid] = answer["pid"]
 
-    # telemetry maps each GPU's (simulated) process back to its replica; nobody wrote PIDs
+    # telemetry maps each GPU's process (found in /proc) back to its replica; nobody wrote PIDs
     def mapped() -> dict[str, Any] | None:
         rep = report(ctl)
         on = {str(g["index"]): g for g in rep["gpus"]}
@@ -126,11 +130,11 @@ def test_pinning_telemetry_pending_and_sharing(gpu_controller: Controller, tmp_p
             assert g["utilization_gpu"] > 50 and g["memory_used_bytes"] > 0  # load follows the replica
         else:
             assert g["utilization_gpu"] < 20
-    # the agent's own replica records agree on the PIDs telemetry mapped
+    # the PID on each GPU is the replica's own (os.getpid() inside it), and the agent's record agrees
     agent_pids = {r["id"]: r["pid"] for r in ctl.agent_replicas("gpus")}
     for g in rep["gpus"]:
         for p in g["processes"]:
-            assert agent_pids[p["replica_id"]] == p["pid"]
+            assert p["pid"] == pid_of[p["replica_id"]] == agent_pids[p["replica_id"]]
     assert all(len(samples) >= 1 for samples in rep["history"].values())
 
     # the CLI shows it
@@ -194,7 +198,7 @@ def test_pinning_telemetry_pending_and_sharing(gpu_controller: Controller, tmp_p
 
 
 @pytest.mark.docker
-def test_docker_replica_on_simulated_host(gpu_controller: Controller, tmp_path: Path) -> None:
+def test_simulator_docker_replica(gpu_controller: Controller, tmp_path: Path) -> None:
     require_docker()
     import docker
 
@@ -226,9 +230,16 @@ def test_docker_replica_on_simulated_host(gpu_controller: Controller, tmp_path: 
         assert request.get("Driver", "") in ("", None, "nvidia")
     finally:
         client.close()
-    # telemetry: the container's process is the replica's PID as the agent knows it (or none yet)
-    rep = report(ctl)
-    [g] = [g for g in rep["gpus"] if str(g["index"]) == gpu_id]
+    # telemetry: the simulator finds the container's process in /proc (NVIDIA_VISIBLE_DEVICES), and
+    # the agent maps its host PID to the replica through its cgroup's container id
+    def mapped() -> dict[str, Any] | None:
+        [g] = [g for g in report(ctl)["gpus"] if str(g["index"]) == gpu_id]
+        return g if g["processes"] else None
+
+    g = wait_until(mapped, 15, interval=0.5, what="the container's process on its GPU")
     assert g["allocated_to"] == [replica["id"]]
+    [proc] = g["processes"]
+    assert proc["container_id"] == info["container_id"] and proc["replica_id"] == replica["id"]
+    assert proc["pid"] == container.attrs["State"]["Pid"]  # the container's init, as the host sees it
     assert ctl.api("DELETE", "/v1/apis/echo-gpu", timeout=120).status_code == 200
     wait_until(lambda: not ctl.agent_replicas("echo-gpu"), 60, what="the docker replica to go")

@@ -24,6 +24,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.base_image import available_base_image
 from tests.support.real_parts import EXAMPLES, free_port, require_docker, wait_until
 
 TINYLM = EXAMPLES / "tinylm"
@@ -121,16 +122,6 @@ def _docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.C
     return result
 
 
-def _base_image() -> str:
-    """python:3.11-slim when the engine has it, else the project's bootstrapped Python base."""
-    from workbench.images.bootstrap import ensure_base_image
-    from workbench.wire.replica import DEFAULT_BASE_IMAGE
-
-    if _docker("image", "inspect", DEFAULT_BASE_IMAGE, check=False).returncode == 0:
-        return DEFAULT_BASE_IMAGE
-    return ensure_base_image()
-
-
 @contextlib.contextmanager
 def _as_container(tmp_path: Path) -> Iterator[Served]:
     """The image built from examples/tinylm/Dockerfile (training during the build), run with -p."""
@@ -146,8 +137,8 @@ def _as_container(tmp_path: Path) -> Iterator[Served]:
     container = ""
     try:
         started = time.monotonic()
-        _docker("build", "-q", "--force-rm", "--build-arg", f"BASE_IMAGE={_base_image()}", "--label", LABEL,
-                "-t", tag, str(context), timeout=900)
+        _docker("build", "-q", "--force-rm", "--build-arg", f"BASE_IMAGE={available_base_image()}",
+                "--label", LABEL, "-t", tag, str(context), timeout=900)
         built = time.monotonic() - started
         size = int(_docker("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
         print(f"\ntinylm image: built in {built:.1f} s, {size / 1e6:.0f} MB")

@@ -57,6 +57,7 @@ def test_not_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         bootstrap_base_image(tag="workbench-test/never:1")
 
 
+@pytest.mark.docker
 def test_docker_not_reachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docker = shutil.which("docker")
     if docker is None or os.geteuid() != 0:

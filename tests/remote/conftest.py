@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from workbench.remote.box import SSHBox
 from workbench.remote.connection import SSHHost
+from workbench.remote.errors import RemoteError
 from workbench.remote.hostkeys import KnownHosts
 from workbench.remote.sshconfig import resolve
 
@@ -47,12 +48,20 @@ def ssh(box: Box, tmp_path: Path) -> Iterator[SSHHost]:
 
 
 @pytest.fixture(scope="session")
-def remote(boxes: list[Box], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHBox]:
-    """box 0 with the agent installed once per session (the expensive part)."""
+def remote_box() -> Iterator[Box]:
+    """A box of the installed-agent tests' own: no other test restarts its sshd or installs on it."""
+    require_sshd()
+    with sshd_boxes(1) as started:
+        yield started[0]
+
+
+@pytest.fixture(scope="session")
+def installed_remote(remote_box: Box, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHBox]:
+    """The remote box with the agent installed once per session (the expensive part)."""
     folder = tmp_path_factory.mktemp("remote")
-    box = boxes[0]
-    host = SSHBox(box.target, identity=box.client_key, known_hosts=trusted(box, folder),
-                      ssh_config=folder / "no-config", tunnel="openssh").connect()
+    host = SSHBox(remote_box.target, identity=remote_box.client_key,
+                  known_hosts=trusted(remote_box, folder), ssh_config=folder / "no-config",
+                  tunnel="openssh").connect()
     host.install()
     yield host
     try:
@@ -60,3 +69,21 @@ def remote(boxes: list[Box], tmp_path_factory: pytest.TempPathFactory) -> Iterat
             host.remove(purge=True)
     finally:
         host.close()
+
+
+@pytest.fixture
+def remote(installed_remote: SSHBox) -> SSHBox:
+    """The installed agent, running: whatever a test before this one did to it (stopped it,
+    purged it), `install()` repairs it first; a healthy agent costs one marker read and one
+    health check."""
+    host = installed_remote
+    healthy = False
+    if host.installed_version() is not None:
+        try:
+            with host.agent_client(timeout=5) as client:
+                healthy = client.healthy()
+        except RemoteError:  # no access recorded (purged), a tunnel that cannot open
+            healthy = False
+    if not healthy:
+        host.install()
+    return host

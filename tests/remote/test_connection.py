@@ -17,6 +17,8 @@ from tests.remote.conftest import trusted
 from tests.support.real_parts import wait_until
 from tests.support.sshd import Box
 
+pytestmark = pytest.mark.sshd
+
 
 def test_wrong_key_is_a_clear_auth_error(box: Box, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong"

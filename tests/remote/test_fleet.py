@@ -1,6 +1,10 @@
 """Remote boxes in the fleet: a real controller (subprocess, its own WORKBENCH_HOME) adds the sshd
 boxes over SSH, deploys across local + box0 + box1, survives a dropped sshd and a killed agent,
-upgrades and removes (--purge) a box. Process runtime everywhere (fast)."""
+upgrades and removes (--purge) a box. Process runtime everywhere (fast).
+
+The tests read as a story, but none relies on the one before it: each first brings the fleet to
+what it needs (`absent`, `joined`, `echo_spread`), which costs nothing when the previous test left
+it so, and repairs it (a purge, an install, a redeploy) when the order is another."""
 
 from __future__ import annotations
 
@@ -18,12 +22,20 @@ from workbench.remote.layout import Layout
 
 from tests.controller.helpers import Controller, Load, echo_project
 from tests.support.real_parts import Workbench, wait_until
-from tests.support.sshd import Box
+from tests.support.sshd import Box, require_sshd, sshd_boxes
 from workbench import __version__
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sshd]
 
 ECHO = "name: echo\nruntime: process\nreplicas: 3\ncompute: {cpu: 0.1, mem: 64Mi}\n"
+
+
+@pytest.fixture(scope="module")
+def boxes() -> Iterator[list[Box]]:
+    """Two boxes of this module's own: its controller installs agents on them and purges them."""
+    require_sshd()
+    with sshd_boxes(2) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +83,66 @@ def replica_hosts(ctl: Controller, api: str = "echo") -> dict[str, str]:
     return {r["id"]: r["host"] for r in ctl.detail(api)["replica_list"]}
 
 
+# -- what a test needs, set up whatever ran before it -------------------------------------------
+def forget_key(bench: Workbench, box: Box) -> None:
+    known = bench.home / "known_hosts"
+    if known.is_file():
+        known.write_text("".join(line + "\n" for line in known.read_text().splitlines()
+                                 if not line.startswith(box.known_hosts_name)))
+
+
+def absent(ctl: Controller, bench: Workbench, box: Box, name: str) -> None:
+    """`name` is not in the fleet (removed with --purge if it was: nothing of ours left on the
+    box) and the controller does not know the box's host key."""
+    if box.process is None:
+        box.start()
+    if ctl.api("GET", f"/v1/hosts/{name}").status_code == 200:
+        removed = ctl.api("DELETE", f"/v1/hosts/{name}", params={"purge": "true"}, timeout=300)
+        assert removed.status_code == 200, removed.text
+    forget_key(bench, box)
+
+
+def joined(ctl: Controller, bench: Workbench, box: Box, name: str) -> None:
+    """`name` is in the fleet and ready (added, trusting its key, when it is not)."""
+    if box.process is None:
+        box.start()
+    if ctl.api("GET", f"/v1/hosts/{name}").status_code != 200:
+        forget_key(bench, box)
+        events = add_host(ctl, name=name, target=box.target, identity=str(box.client_key),
+                          trust=box.fingerprint())
+        assert events[-1]["kind"] == "done", events[-1]
+    wait_until(lambda: host(ctl, name)["state"] == "ready", 90, what=f"{name} ready")
+
+
+def no_echo(ctl: Controller) -> None:
+    if ctl.api("GET", "/v1/apis/echo").status_code == 200:
+        assert ctl.api("DELETE", "/v1/apis/echo", timeout=120).status_code == 200
+        wait_until(lambda: ctl.api("GET", "/v1/apis/echo").status_code == 404, 60, what="echo gone")
+
+
+def echo_spread(ctl: Controller, bench: Workbench, boxes: list[Box], tmp_path: Path) -> dict[str, str]:
+    """box0 and box1 ready, and echo with 3 ready replicas: one on local, box0 and box1 each."""
+    joined(ctl, bench, boxes[0], "box0")
+    joined(ctl, bench, boxes[1], "box1")
+    if ctl.api("GET", "/v1/apis/echo").status_code == 200:
+        detail = ctl.detail("echo")
+        where = {r["host"] for r in detail["replica_list"] if r["state"] == "ready"}
+        settled = detail["replicas"]["ready"] == 3 == len(detail["replica_list"])
+        if settled and where == {"local", "box0", "box1"}:
+            return replica_hosts(ctl)
+        no_echo(ctl)
+    assert ctl.deploy(echo_project(tmp_path, yaml=ECHO))[-1]["kind"] == "done"
+    ctl.wait_ready("echo", 3, timeout=240)
+    where_now = replica_hosts(ctl)
+    assert sorted(where_now.values()) == ["box0", "box1", "local"], where_now
+    return where_now
+
+
 # -- refusals (nothing installed) -------------------------------------------------------------
 def test_unknown_host_key_refused_until_trusted_cli(ctl: Controller, bench: Workbench,
                                                     boxes: list[Box]) -> None:
     box = boxes[0]
+    absent(ctl, bench, box, "box0")
     before = box.home_listing()
     result = bench.run("host", "add", "box0", box.target, "-i", str(box.client_key), check=False)
     assert result.returncode == 1
@@ -91,6 +159,8 @@ def test_unknown_host_key_refused_until_trusted_cli(ctl: Controller, bench: Work
 
 def test_wrong_user_key_is_a_clear_auth_error(ctl: Controller, boxes: list[Box], tmp_path: Path) -> None:
     box = boxes[1]
+    if box.process is None:
+        box.start()
     other = tmp_path / "other_key"
     os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
     events = add_host(ctl, name="wrongkey", target=box.target, identity=str(other), trust=box.fingerprint())
@@ -116,6 +186,8 @@ def test_bad_input_is_400_before_streaming(ctl: Controller, boxes: list[Box]) ->
 # -- the flow ---------------------------------------------------------------------------------
 def test_add_boxes_then_list_shows_them_ready(ctl: Controller, bench: Workbench, boxes: list[Box]) -> None:
     box0, box1 = boxes
+    absent(ctl, bench, box0, "box0")
+    absent(ctl, bench, box1, "box1")
     result = bench.run("host", "add", "box0", box0.target, "-i", str(box0.client_key),
                        "--trust", box0.fingerprint())
     assert "preflight" in result.stderr and "install" in result.stderr
@@ -140,7 +212,11 @@ def test_add_boxes_then_list_shows_them_ready(ctl: Controller, bench: Workbench,
     assert token.encode() not in db
 
 
-def test_deploy_spreads_over_three_hosts(ctl: Controller, tmp_path: Path) -> None:
+def test_deploy_spreads_over_three_hosts(ctl: Controller, bench: Workbench, boxes: list[Box],
+                                         tmp_path: Path) -> None:
+    joined(ctl, bench, boxes[0], "box0")
+    joined(ctl, bench, boxes[1], "box1")
+    no_echo(ctl)
     project = echo_project(tmp_path, yaml=ECHO)
     events = ctl.deploy(project)
     assert events[-1]["kind"] == "done", events
@@ -156,7 +232,9 @@ def test_deploy_spreads_over_three_hosts(ctl: Controller, tmp_path: Path) -> Non
     assert set(seen) == {"local", "box0", "box1"}, seen
 
 
-def test_stopped_sshd_leaves_the_pool_without_failures(ctl: Controller, boxes: list[Box]) -> None:
+def test_stopped_sshd_leaves_the_pool_without_failures(ctl: Controller, bench: Workbench, boxes: list[Box],
+                                                       tmp_path: Path) -> None:
+    echo_spread(ctl, bench, boxes, tmp_path)
     box1 = boxes[1]
     with Load(f"{ctl.url}/echo", clients=2) as load:
         wait_until(lambda: load.ok > 20, 30, what="traffic")
@@ -176,7 +254,9 @@ def test_stopped_sshd_leaves_the_pool_without_failures(ctl: Controller, boxes: l
     assert ctl.detail("echo")["replicas"]["ready"] >= 3
 
 
-def test_killed_agent_is_restarted_and_readopts(ctl: Controller, boxes: list[Box]) -> None:
+def test_killed_agent_is_restarted_and_readopts(ctl: Controller, bench: Workbench, boxes: list[Box],
+                                                tmp_path: Path) -> None:
+    echo_spread(ctl, bench, boxes, tmp_path)
     box0 = boxes[0]
     before = {i for i, h in replica_hosts(ctl).items() if h == "box0"}
     assert before
@@ -194,6 +274,7 @@ def test_killed_agent_is_restarted_and_readopts(ctl: Controller, boxes: list[Box
 
 def test_upgrade_replaces_an_older_agent(ctl: Controller, bench: Workbench, boxes: list[Box]) -> None:
     box1 = boxes[1]
+    joined(ctl, bench, box1, "box1")
     marker = Path(str(Layout.for_home(str(box1.home)).marker))
     marker.write_text(json.dumps({"version": "0.0.1", "build": "old"}))
     os.chown(marker, box1.uid, -1)
@@ -203,7 +284,8 @@ def test_upgrade_replaces_an_older_agent(ctl: Controller, bench: Workbench, boxe
 
 
 def test_remove_purge_moves_replicas_and_cleans_the_box(ctl: Controller, bench: Workbench,
-                                                        boxes: list[Box]) -> None:
+                                                        boxes: list[Box], tmp_path: Path) -> None:
+    echo_spread(ctl, bench, boxes, tmp_path)
     box0 = boxes[0]
     out = bench.json("host", "remove", "box0", "--purge", "--yes")
     assert out["purged"] is True and out["moved_replicas"] == 1  # type: ignore[index]
@@ -215,12 +297,13 @@ def test_remove_purge_moves_replicas_and_cleans_the_box(ctl: Controller, bench: 
 
 def test_changed_host_key_refused_and_nothing_runs(ctl: Controller, bench: Workbench,
                                                    boxes: list[Box]) -> None:
-    box0 = boxes[0]  # removed by the previous test; its recorded key is now replaced by another one
+    box0 = boxes[0]
+    absent(ctl, bench, box0, "box0")  # not in the fleet; its recorded key is now replaced by another one
     known = bench.home / "known_hosts"
     fake = bench.home / "fake_key"
     os.system(f"ssh-keygen -q -t ed25519 -N '' -f {fake}")
     kind, blob = fake.with_suffix(".pub").read_text().split()[:2]
-    lines = [line for line in known.read_text().splitlines() if not line.startswith(box0.known_hosts_name)]
+    lines = known.read_text().splitlines() if known.is_file() else []
     known.write_text("\n".join([*lines, f"{box0.known_hosts_name} {kind} {blob}", ""]))
     before = box0.home_listing()
     events = add_host(ctl, name="box0", target=box0.target, identity=str(box0.client_key),
@@ -233,14 +316,17 @@ def test_changed_host_key_refused_and_nothing_runs(ctl: Controller, bench: Workb
 
 
 def test_host_added_after_the_deploy_gets_the_build_then_replicas(ctl: Controller, bench: Workbench,
-                                                                   boxes: list[Box]) -> None:
-    """box0 was purged and removed above: added back, it has no bundle of echo. The scheduler
-    picks it for the next replica; its agent answers 404, the controller builds echo there in the
+                                                                   boxes: list[Box], tmp_path: Path) -> None:
+    """box0, purged and removed, is added back: it has no bundle of echo. The scheduler picks it
+    for the next replica; its agent answers 404, the controller builds echo there in the
     background and places that replica elsewhere meanwhile; the next one lands on box0."""
     box0 = boxes[0]
-    known = bench.home / "known_hosts"  # the previous test planted a wrong key: back to the real one
-    known.write_text("".join(line + "\n" for line in known.read_text().splitlines()
-                             if not line.startswith(box0.known_hosts_name)))
+    joined(ctl, bench, boxes[1], "box1")
+    absent(ctl, bench, box0, "box0")  # purged: no bundle of echo there; a wrong key planted: gone
+    if ctl.api("GET", "/v1/apis/echo").status_code != 200:
+        assert ctl.deploy(echo_project(tmp_path, yaml=ECHO))[-1]["kind"] == "done"
+    assert ctl.api("POST", "/v1/apis/echo/scale", json={"replicas": 3}).status_code == 200
+    ctl.wait_ready("echo", 3, timeout=120)
     events = add_host(ctl, name="box0", target=box0.target, identity=str(box0.client_key),
                       trust=box0.fingerprint())
     assert events[-1]["kind"] == "done", events[-1]

@@ -17,6 +17,8 @@ from workbench.agent.home import AgentHome
 from workbench.agent.supervisor import Supervisor
 from workbench.remote.box import SSHBox
 
+pytestmark = pytest.mark.sshd
+
 #: operations that start real work on the box (builds, replicas) are not fuzzed
 SKIP = {("POST", "/v1/replicas"), ("POST", "/v1/builds")}
 

@@ -15,6 +15,8 @@ from workbench.remote.sshconfig import resolve
 from tests.remote.conftest import trusted
 from tests.support.sshd import Box
 
+pytestmark = pytest.mark.sshd
+
 
 def _settings(box: Box, tmp_path: Path):  # type: ignore[no-untyped-def]
     return resolve(box.target, identity=box.client_key, config_path=tmp_path / "no-config")

@@ -1,4 +1,6 @@
-"""The agent installed over SSH (once per session): tunnel, token, repair, upgrade, replicas, remove."""
+"""The agent installed over SSH (once per session, on a box of its own): tunnel, token, repair,
+upgrade, replicas, remove. Each test gets the agent installed and running (the `remote` fixture
+repairs what an earlier test stopped or purged), so they pass in any order."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from workbench.remote import install
 from workbench.remote.box import SSHBox
 from workbench.remote.layout import Layout
@@ -19,6 +22,8 @@ from workbench.controller.replica_request import replica_request
 from workbench.spec.loader import load_specs
 from workbench.wire.agent import BuildEvent, ReplicaState
 from workbench.wire.replica import RUNTIME_CONFIG_ENV, RuntimeConfig
+
+pytestmark = pytest.mark.sshd
 
 
 def test_agent_answers_through_the_tunnel(remote: SSHBox) -> None:
@@ -37,8 +42,8 @@ def test_install_again_is_a_repair_noop(remote: SSHBox) -> None:
     assert access.started is None and "token" not in repr(access)
 
 
-def test_stopped_agent_is_restarted_by_install(remote: SSHBox, box: Box) -> None:
-    layout = Layout.for_home(str(box.home))
+def test_stopped_agent_is_restarted_by_install(remote: SSHBox, remote_box: Box) -> None:
+    layout = Layout.for_home(str(remote_box.home))
     _, out, _ = remote.ssh.run(["cat", str(layout.root / "agent.pid")])
     pid = int(out.strip())
     remote.ssh.run(["kill", "-9", str(pid)])
@@ -49,8 +54,8 @@ def test_stopped_agent_is_restarted_by_install(remote: SSHBox, box: Box) -> None
         assert client.healthy()
 
 
-def test_upgrade_detected_from_the_version_marker(remote: SSHBox, box: Box) -> None:
-    layout = Layout.for_home(str(box.home))
+def test_upgrade_detected_from_the_version_marker(remote: SSHBox, remote_box: Box) -> None:
+    layout = Layout.for_home(str(remote_box.home))
     assert not remote.needs_upgrade()
     old = json.dumps({"version": "0.0.1", "build": "old"})
     with remote.ssh.sftp() as sftp, sftp.open(str(layout.marker), "w") as handle:
@@ -64,10 +69,10 @@ def test_upgrade_detected_from_the_version_marker(remote: SSHBox, box: Box) -> N
         assert client.host().agent_version == __version__
 
 
-def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: SSHBox, box: Box) -> None:
+def test_serving_replica_on_the_box_answers_via_endpoint_url(remote: SSHBox, remote_box: Box) -> None:
     """A predictor runtime (examples/echo) on the box's 127.0.0.1, reached through endpoint_url."""
-    layout = Layout.for_home(str(box.home))
-    project = f"{box.home}/echo-project"
+    layout = Layout.for_home(str(remote_box.home))
+    project = f"{remote_box.home}/echo-project"
     remote.ssh.run(["mkdir", "-p", project], check=True)
     for name in ("predictor.py", "workbench.yaml"):
         remote.ssh.put(EXAMPLES / "echo" / name, f"{project}/{name}")
@@ -124,10 +129,11 @@ def test_process_replica_answers_via_endpoint_url(remote: SSHBox) -> None:
             client.delete_replica(replica.id, grace=5)
 
 
-def test_paramiko_tunnel_reaches_the_agent(remote: SSHBox, box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_paramiko_tunnel_reaches_the_agent(remote: SSHBox, remote_box: Box, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.remote.conftest import trusted
 
-    other = SSHBox(box.target, identity=box.client_key, known_hosts=trusted(box, tmp_path),
+    other = SSHBox(remote_box.target, identity=remote_box.client_key,
+                   known_hosts=trusted(remote_box, tmp_path),
                        ssh_config=tmp_path / "none", tunnel="paramiko").connect()
     try:
         assert other.agent_url != remote.agent_url
@@ -137,8 +143,8 @@ def test_paramiko_tunnel_reaches_the_agent(remote: SSHBox, box: Box, tmp_path) -
         other.close()
 
 
-def test_remove_purge_leaves_home_clean(remote: SSHBox, box: Box) -> None:
+def test_remove_purge_leaves_home_clean(remote: SSHBox, remote_box: Box) -> None:
     remote.remove(purge=True)
     assert remote.installed_version() is None
-    assert not any(name.startswith(".workbench") for name in box.home_listing())
+    assert not any(name.startswith(".workbench") for name in remote_box.home_listing())
     assert install.access(remote.ssh) is None

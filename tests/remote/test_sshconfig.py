@@ -52,6 +52,7 @@ def test_config_with_a_bad_hostname_is_refused(tmp_path: Path) -> None:
         resolve("evil", config_path=config)
 
 
+@pytest.mark.sshd
 def test_alias_from_ssh_config_connects(box: Box, tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text(f"Host gpubox\n  HostName {box.address}\n  User {box.user}\n  Port {box.port}\n"
@@ -60,6 +61,7 @@ def test_alias_from_ssh_config_connects(box: Box, tmp_path: Path) -> None:
         assert host.run(["id", "-un"])[1].strip() == box.user
 
 
+@pytest.mark.sshd
 def test_proxyjump_through_the_other_box(boxes: list[Box], tmp_path: Path) -> None:
     jump, target = boxes
     config = tmp_path / "config"

@@ -25,11 +25,13 @@ from workbench.spec.models import RoutingSpec
 T = TypeVar("T")
 
 PREDICTOR = """
-import asyncio, os
+import asyncio, os, time
 
 class Predictor:
     def __init__(self, config):
         self.config = config
+        while config.get("ready_file") and not os.path.exists(config["ready_file"]):
+            time.sleep(0.05)  # still loading: /readyz answers 503 until the file exists
 
     async def predict(self, payload, query_params, headers):
         c = self.config
@@ -44,7 +46,10 @@ class Predictor:
             raise RuntimeError("flaky replica")
         if isinstance(payload, bytes):
             payload = {"bytes": len(payload)}
-        return {"replica": c.get("name"), "payload": payload, "request_id": headers.get("x-request-id")}
+        answer = {"replica": c.get("name"), "payload": payload, "request_id": headers.get("x-request-id")}
+        if query_params.get("headers"):
+            answer["headers"] = headers  # what reached the replica
+        return answer
 """
 
 

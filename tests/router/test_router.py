@@ -95,15 +95,29 @@ def test_require_api_keys_refuses_routes_without_keys(replicas, router_server):
     assert httpx.post(srv.url + "/locked", json={}, headers={"X-API-Key": "k"}).status_code == 200
 
 
-def test_only_ready_endpoints_get_traffic(replicas, router_server):
-    ready, unready = replicas("ready"), replicas("unready", config={"sleep": 0})
+def test_only_ready_endpoints_get_traffic(replicas, router_server, tmp_path):
+    """A replica handed over while it still loads (its /readyz answers 503) is taken out of
+    rotation by the router's active health check; once it is ready it gets traffic again.
+    No retries, so a request that reached the loading replica would show as its 503."""
+    loaded = tmp_path / "loaded"
+    ready = replicas("ready")
+    loading = replicas("loading", ready=False, config={"ready_file": str(loaded)})
+    assert httpx.get(loading.url + "/readyz").status_code == 503
     srv = router_server()
-    srv.add_api("echo", [ready])
-    seen = {httpx.post(srv.url + "/echo", json={}).headers["x-workbench-replica"] for _ in range(20)}
-    assert seen == {replica_id(ready)}  # the other one was never handed over
-    srv.set("echo", [ready, unready])
-    seen = {httpx.post(srv.url + "/echo", json={}).headers["x-workbench-replica"] for _ in range(40)}
-    assert seen == {replica_id(ready), replica_id(unready)}
+    srv.add_api("echo", [ready, loading], routing={"max_retries": 0})
+
+    def answers(n: int) -> list[httpx.Response]:
+        return [httpx.post(srv.url + "/echo", json={}) for _ in range(n)]
+
+    wait_for(lambda: all(r.status_code == 200 for r in answers(20)), 20,
+             "the health check to take the loading replica out")
+    later = answers(40)
+    assert [r.status_code for r in later] == [200] * 40
+    assert {r.headers["x-workbench-replica"] for r in later} == {replica_id(ready)}
+    loaded.touch()
+    loading.wait_ready()
+    wait_for(lambda: {r.headers["x-workbench-replica"] for r in answers(20)}
+             == {replica_id(ready), replica_id(loading)}, 20, "the now ready replica back in rotation")
 
 
 def test_set_endpoints_lets_in_flight_requests_finish(replicas, router_server):

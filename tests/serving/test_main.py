@@ -43,10 +43,13 @@ def test_invalid_config_exits_2(tmp_path: Path, raw: str) -> None:
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:
-    code, err = run_to_exit(tmp_path, ["--port", "1", "--fd", "3"], "{}")
+    """With a valid config, so the argument alone is what fails."""
+    valid = config_json(write_project(tmp_path / "proj", OK))
+    code, err = run_to_exit(tmp_path, ["--port", "1", "--fd", "3"], valid)
     assert code == 2 and "not allowed with" in err
-    code, err = run_to_exit(tmp_path, ["--port", "70000"], "{}")
-    assert code == 2
+    for port in ("70000", "-1"):
+        code, err = run_to_exit(tmp_path, ["--port", port], valid)
+        assert code == 2 and f"--port must be 0..65535, not {port}" in err, (port, code, err)
 
 
 @pytest.mark.parametrize(

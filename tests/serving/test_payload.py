@@ -143,16 +143,40 @@ def test_413_real_http(replica: Callable[..., Any]) -> None:
 
 
 def test_bad_content_length_real_http(replica: Callable[..., Any]) -> None:
+    """Over a real socket the server refuses an invalid Content-Length (400) before the app; a
+    valid one on the same replica is read exactly."""
     rep = replica(ECHO)
+    for length in (b"abc", b"-5", b"5, 6"):
+        with socket.create_connection(("127.0.0.1", rep.port), timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\nhello")
+            status_line = sock.recv(1000).split(b"\r\n")[0]
+        assert status_line.startswith(b"HTTP/1.1 400 "), (length, status_line)
     with socket.create_connection(("127.0.0.1", rep.port), timeout=10) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
-        assert b"200" in sock.recv(1000).split(b"\r\n")[0]
+        assert sock.recv(1000).split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+
+
+async def test_bad_content_length_reaching_the_app_is_400(app_client: AppClient) -> None:
+    """Behind an ASGI server that passes it on, the app's own check answers 400 (not a 500)."""
+    client = await app_client(ECHO)
+    response = await client.post("/", content=b"hello", headers={"content-length": "abc"})
+    assert response.status_code == 400 and response.json() == {"error": "invalid Content-Length header"}
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+    ("content_type", "status", "answer"),
+    [
+        ("application/json", 400, None),
+        ("text/plain", 200, {"type": "str", "value": ""}),
+        ("application/x-www-form-urlencoded", 200, {"type": "form", "value": {}}),
+        ("application/octet-stream", 200, {"type": "bytes", "value": ""}),
+    ],
 )
-async def test_empty_bodies(app_client: AppClient, content_type: str) -> None:
+async def test_empty_bodies(app_client: AppClient, content_type: str, status: int, answer: Any) -> None:
     client = await app_client(ECHO)
     response = await client.post("/", content=b"", headers={"content-type": content_type})
-    assert response.status_code in (200, 400)
+    assert response.status_code == status, response.text
+    if answer is None:
+        assert "invalid JSON body" in response.json()["error"]
+    else:
+        assert response.json() == answer

@@ -136,6 +136,53 @@ async def test_scale_really_scales(live: Controller) -> None:
         live.wait_ready("echo", 1)
 
 
+async def test_scale_with_a_non_number_says_so_and_changes_nothing(live: Controller) -> None:
+    before = live.detail("echo")["replicas"]["requested"]
+    app = make_app(live)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await apis_with_echo(pilot)
+        await pilot.press("s")
+        form = app.screen
+        assert isinstance(form, ScaleScreen)
+        box = form.query_one("#replicas", Input)
+        box.value = ""
+        await pilot.press(*"abc")
+        assert box.value == ""  # the integer field refuses letters as they are typed
+        await pilot.press("enter")
+        error = form.query_one("#error", Static)
+        assert "give a replica count" in str(error.render())
+        for text in ("-", "abc"):  # a lone "-" gets past the field's filter, as does a pasted word
+            box.value = text
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen is form, f"the form closed on {text!r}"
+            assert str(error.render()) == f"replicas must be a whole number, not {text!r}"
+        await pilot.press("escape")
+        assert isinstance(app.screen, ApisScreen)
+    assert app.return_code in (0, None)
+    assert live.detail("echo")["replicas"]["requested"] == before
+
+
+async def test_predict_with_invalid_json_sends_it_as_text(live: Controller) -> None:
+    """Not JSON: the form sends it as text/plain (the backend's rule) and shows the answer; the
+    predictor got the text as a str."""
+    app = make_app(live)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await apis_with_echo(pilot)
+        await pilot.press("p")
+        form = app.screen
+        assert isinstance(form, PredictScreen)
+        form.query_one("#payload", TextArea).text = '{"word": marmalade'
+        await pilot.press("ctrl+s")
+        answer = form.query_one("#answer", Static)
+        await until(pilot, lambda: "HTTP" in str(answer.render()), what="the answer")
+        text = str(answer.render())
+        assert "HTTP 200" in text and '{"echo":"{\\"word\\": marmalade"}' in text, text
+        assert app.screen is form
+        await pilot.press("escape")
+    assert app.return_code in (0, None)
+
+
 async def test_restart_replica(live: Controller) -> None:
     before = live.wait_ready("echo", 1)["replica_list"][0]
     app = make_app(live)

@@ -24,7 +24,7 @@ from tests.support.sshd import Box, require_sshd, sshd_boxes
 from tests.tui.conftest import cell, host_of, row_keys, until
 from workbench.clients.control import ControllerConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sshd]
 
 
 @pytest.fixture(scope="module")

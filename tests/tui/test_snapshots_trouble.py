@@ -36,7 +36,7 @@ from tests.tui.conftest import add_host, host_of, make_echo, until, write_gpus
 from tests.tui.test_snapshots import open_detail, settled
 from workbench.clients.control import ControllerConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("frozen")]
+pytestmark = [pytest.mark.slow, pytest.mark.sshd, pytest.mark.usefixtures("frozen")]
 
 #: a fixed box user: the host's address (user@127.0.0.2:PORT) is on screen, and only the port is masked
 BOX_USER_SUFFIX = "trouble1"

@@ -109,8 +109,14 @@ class ScaleScreen(Form):
         values: dict[str, int] = {}
         for key, widget in (("replicas", "#replicas"), ("min_replicas", "#min"), ("max_replicas", "#max")):
             text = self.query_one(widget, Input).value.strip()
-            if text:
+            if not text:
+                continue
+            try:
                 values[key] = int(text)
+            except ValueError:  # the field lets a lone "-" or "+" through
+                self.query_one("#error", Static).update(
+                    Text(f"{widget[1:]} must be a whole number, not {text!r}"))
+                return None
         if "replicas" in values and self.replicas is not None and values["replicas"] == self.replicas \
                 and ("min_replicas" in values or "max_replicas" in values):
             values.pop("replicas")  # the user changed the bounds, not the count
