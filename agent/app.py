@@ -19,18 +19,30 @@ from workbench.agent.gpu import metrics as gpu_metrics
 from workbench.agent.gpu.service import GpuService
 from workbench.agent.home import AgentConfig, AgentHome
 from workbench.agent.hostinfo import host_info
+from workbench.agent.images import BuiltImages, list_artifacts, remove_artifact
 from workbench.agent.models.fetch import Fetcher
 from workbench.agent.models.routes import model_routes
 from workbench.agent.models.store import ModelStore
 from workbench.agent.proxy import forward as proxy_forward
-from workbench.agent.runtimes.base import LogFollower, check_artifact_name
+from workbench.agent.runtimes.base import LogFollower, LogQuery, check_artifact_name
 from workbench.agent.runtimes.docker import DockerRuntime
 from workbench.agent.supervisor import Supervisor
 
 from workbench import __version__
-from workbench.wire.agent import BuildEvent, DockerStatus, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
+from workbench.wire.agent import (
+    LATEST_LOG_TIME,
+    BuildEvent,
+    DockerStatus,
+    GpuReport,
+    HostInfo,
+    RemovedArtifact,
+    ReplicaInfo,
+    ReplicaRequest,
+    StoredArtifact,
+)
 from workbench.wire.errors import BadRequest, Unavailable
 from workbench.wire.handlers import error_response, install_error_handlers
+from workbench.wire.replica import RuntimeKind
 
 
 def _ndjson(events: Iterator[BuildEvent], context: Path) -> Iterator[bytes]:
@@ -64,6 +76,14 @@ def _ndjson_events(events: Iterator[BuildEvent]) -> Iterator[bytes]:
                 .encode()
                 + b"\n"
             )
+
+
+def _noting(events: Iterator[BuildEvent], built: BuiltImages) -> Iterator[BuildEvent]:
+    """A Docker build's events; an image it made (or found) is recorded as this agent's."""
+    for event in events:
+        if event.kind == "done" and event.artifact:
+            built.add(event.artifact)
+        yield event
 
 
 async def _follow(follower: LogFollower) -> AsyncIterator[bytes]:
@@ -103,6 +123,7 @@ def create_app(
     gpus: GpuService | None = None,
 ) -> FastAPI:
     """The FastAPI app; the supervisor and the GPU sampler start and stop with it (replicas do not)."""
+    built = BuiltImages(home.root / "images.json")  # the Docker images `image prune` may remove
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -170,13 +191,17 @@ def create_app(
 
     @v1.get("/replicas/{replica_id}/logs")
     async def replica_logs(
-        replica_id: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False
+        replica_id: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
+        timestamps: bool = Query(False, description="lead each line with its RFC 3339 time"),
+        since: float | None = Query(None, ge=0, le=LATEST_LOG_TIME,
+                                    description="only lines written at or after this Unix time"),
     ) -> Response:
         r = supervisor.get(replica_id)
+        query = LogQuery(since=since, timestamps=timestamps)
         if not follow:
-            lines = await asyncio.to_thread(r.runtime.log_tail, r.handle, tail)
+            lines = await asyncio.to_thread(r.runtime.log_tail, r.handle, tail, query)
             return Response("".join(line + "\n" for line in lines), media_type="text/plain")
-        follower = await asyncio.to_thread(r.runtime.follow_logs, r.handle, tail)
+        follower = await asyncio.to_thread(r.runtime.follow_logs, r.handle, tail, query)
         return StreamingResponse(_follow(follower), media_type="text/plain")
 
     @v1.api_route("/replicas/{replica_id}/proxy/{path:path}",
@@ -188,6 +213,17 @@ def create_app(
         if not r.handle.url:
             raise Unavailable(f"replica {replica_id} has no address yet ({r.state.value})")
         return await proxy_forward(request, replica_id, r.handle.url, path)
+
+    @v1.get("/images", response_model=list[StoredArtifact])
+    async def images() -> list[StoredArtifact]:
+        """The API images and bundles built here (what `workbench image prune` chooses from)."""
+        return await asyncio.to_thread(list_artifacts, supervisor, built)
+
+    @v1.delete("/images", response_model=RemovedArtifact, responses={404: {}, 409: {"description": "in use"}})
+    async def remove_image(runtime: RuntimeKind, artifact: str) -> RemovedArtifact:
+        if err := check_artifact_name(artifact):
+            raise BadRequest(err)
+        return await asyncio.to_thread(remove_artifact, supervisor, built, runtime, artifact)
 
     @v1.get("/artifacts")
     async def artifact(runtime: str, name: str) -> Response:
@@ -219,6 +255,8 @@ def create_app(
             path.unlink(missing_ok=True)
             raise
         events = rt.build(str(path), artifact)
+        if rt.kind == "docker":
+            events = _noting(events, built)
         return StreamingResponse(_ndjson(events, path), media_type="application/x-ndjson")
 
     @v1.post("/pulls")

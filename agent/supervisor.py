@@ -32,7 +32,7 @@ TICK_SECONDS = 1.0
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 HEALTHY_RESET_SECONDS = 300.0
-LOG_TAIL_LINES = 30
+LOG_TAIL_LINES = 50  # of the failed run only: a Python traceback is often 30 lines
 #: seconds an HTTP server may answer on another port while the expected one stays closed before
 #: the replica fails (servers that open a port of their own first, e.g. for NCCL, speak no HTTP)
 PORT_MISMATCH_GRACE = 5.0

@@ -9,8 +9,11 @@ from typing import Any, Literal
 
 import paramiko
 from rich.table import Table
+from rich.text import Text
 from workbench.remote.connection import SSHHost
 from workbench.remote.facts import BoxFacts, probe
+
+from workbench.wire.errors import WorkbenchError
 
 Status = Literal["pass", "warn", "fail"]
 MIN_DISK = 2 * 1024**3
@@ -157,26 +160,42 @@ def check_forwarding(host: SSHHost) -> Check:
     return Check("TCP forwarding", "pass", "allowed by sshd")
 
 
+def check_sftp(host: SSHHost) -> Check:
+    """Open an SFTP session: the agent's wheels and files are uploaded over it."""
+    try:
+        with host.sftp() as sftp:
+            sftp.normalize(".")
+    except (paramiko.SSHException, OSError, EOFError) as error:
+        return Check("SFTP", "fail", f"sshd offers no SFTP subsystem ({error or type(error).__name__})",
+                     "add `Subsystem sftp internal-sftp` (or the path of sftp-server) to "
+                     "/etc/ssh/sshd_config and reload sshd, or ask the provider; workbench uploads the "
+                     "agent over SFTP")
+    except WorkbenchError as error:
+        return Check("SFTP", "fail", str(error), "enable the SFTP subsystem of the box's sshd")
+    return Check("SFTP", "pass", "the SFTP subsystem answers")
+
+
 def preflight(host: SSHHost) -> list[Check]:
     """Run every check on a connected box."""
     facts = probe(host)
     docker, runtimes = check_docker(host)
     return [check_os(facts), check_python(facts), check_venv(host, facts), docker,
-            *check_gpu(host, runtimes), check_disk(facts), check_forwarding(host)]
+            *check_gpu(host, runtimes), check_disk(facts), check_forwarding(host), check_sftp(host)]
 
 
 def ok(checks: list[Check]) -> bool:
     return all(check.status != "fail" for check in checks)
 
 
-_STYLE = {"pass": "[green]✓ pass[/]", "warn": "[yellow]! warn[/]", "fail": "[red]✗ fail[/]"}
+_STYLE = {"pass": ("✓ pass", "green"), "warn": ("! warn", "yellow"), "fail": ("✗ fail", "red")}
 
 
 def render(checks: list[Check], title: str = "preflight") -> Table:
-    """A rich table: check, result, detail, fix."""
+    """A rich table: check, result, detail, fix (the box's words shown as written, never as markup)."""
     table = Table(title=title)
     for column in ("check", "result", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        table.add_row(check.name, _STYLE[check.status], check.detail, check.fix)
+        result, style = _STYLE.get(check.status, ("? " + check.status, ""))
+        table.add_row(Text(check.name), Text(result, style=style), Text(check.detail), Text(check.fix))
     return table

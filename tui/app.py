@@ -186,12 +186,16 @@ class WorkbenchApp(App[None]):
         elif word == "deploy":
             self.open_deploy(rest)
         elif word == "theme" and rest:
-            self.theme = rest
+            if rest in self.available_themes:
+                self.theme = rest
+            else:
+                self.notify(f"no theme {rest!r}; try one of {', '.join(sorted(self.available_themes))}",
+                            severity="error", markup=False)
         elif word in ("q", "quit"):
             self.exit()
         else:
             self.notify(f"unknown command ':{text}'; try :hosts, :apis, :api NAME, :logs NAME",
-                        severity="error")
+                        severity="error", markup=False)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)  # includes "Theme" (switch theme)
@@ -210,10 +214,18 @@ class WorkbenchApp(App[None]):
             self.switch_mode("apis")
 
     def open_api(self, name: str) -> None:
+        if self.state.loaded and all(api.name != name for api in self.state.apis):
+            known = ", ".join(api.name for api in self.state.apis) or "none"
+            self.notify(f"no API named {name!r} (deployed: {known})", severity="error", markup=False)
+            return
         self._in_apis_mode()
         self.push_screen(ApiDetailScreen(name))
 
     def open_logs(self, name: str, replica: str | None = None) -> None:
+        if self.state.loaded and all(api.name != name for api in self.state.apis):
+            known = ", ".join(api.name for api in self.state.apis) or "none"
+            self.notify(f"no API named {name!r} (deployed: {known})", severity="error", markup=False)
+            return
         self.push_screen(LogsScreen(name, replica))
 
     def open_deploy(self, path: str = "") -> None:
@@ -257,7 +269,7 @@ class WorkbenchApp(App[None]):
 
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text, severity="error" if message.error else "information",
-                    timeout=8 if message.error else 4)
+                    timeout=8 if message.error else 4, markup=False)
         if message.back and not message.error and isinstance(self.screen, ApiDetailScreen):
             self.pop_screen()
         self.poll_now()

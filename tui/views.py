@@ -21,14 +21,14 @@ from workbench.tui.widgets import bar, spark
 from workbench.wire.agent import GpuInfo
 from workbench.wire.control import ApiSummary, CostReport, HostBody
 
-HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPL", "$/H", "SPEND 7D",
+HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPLICAS", "$/H", "SPEND 7D",
                 "IDLE FOR")
 GPU_COLUMNS = ("HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "RECENT UTIL", "USED BY")
 API_COLUMNS = ("NAME", "STATUS", "READY", "REQ/S", "TREND", "P50", "P99", "2XX", "4XX", "5XX", "UPDATED",
                "SPEND 7D")
 IDLE_STYLE = "bold yellow"  # a host that sits idle (and may cost money)
 STATUS_STYLE = {"live": "green", "error": "bold red", "updating": "yellow", "starting": "yellow",
-                "pending": "yellow", "scaled_to_zero": "dim", "splitter": "cyan"}
+                "pending": "yellow", "scaled-to-zero": "dim", "splitter": "cyan"}
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ class Banner(Static):
     Banner.-shown { display: block; }
     """
 
-    def show_problem(self, message: str | None) -> None:
+    def show_problem(self, message: str | Text | None) -> None:
         if message:
             self.update(message)
             self.add_class("-shown")

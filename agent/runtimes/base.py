@@ -21,6 +21,15 @@ def check_artifact_name(name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class LogQuery:
+    """Which log lines, and how: only those written at or after `since` (a Unix time), each
+    led by its RFC 3339 time when `timestamps`."""
+
+    since: float | None = None
+    timestamps: bool = False
+
+
 @dataclass
 class Handle:
     """A runtime's reference to one replica; mutable so the runtime can refresh url/pid."""
@@ -98,10 +107,11 @@ class Runtime(abc.ABC):
         """Forget the replica for good (container, meta and log files)."""
 
     @abc.abstractmethod
-    def log_tail(self, handle: Handle, lines: int) -> list[str]: ...
+    def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
+        """The last `lines` lines (of those the query selects)."""
 
     @abc.abstractmethod
-    def follow_logs(self, handle: Handle, tail: int) -> LogFollower:
+    def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
         """A blocking stream of log bytes that starts with the last `tail` lines."""
 
     def run_log_tail(self, handle: Handle, lines: int) -> list[str]:

@@ -27,6 +27,7 @@ from workbench.agent.runtimes.base import (
     Handle,
     Listening,
     LogFollower,
+    LogQuery,
     RunStatus,
     Runtime,
     RuntimeUnavailable,
@@ -62,19 +63,6 @@ def serving_port(request: ReplicaRequest) -> int:
 
 def health_port(request: ReplicaRequest) -> int:
     return request.health.port or serving_port(request)
-
-
-def _started_at(container: Container) -> float | None:
-    """When the container's current (or last) run started, as a Unix time."""
-    text = str((container.attrs.get("State") or {}).get("StartedAt") or "")
-    if not text or text.startswith("0001-"):
-        return None
-    head, _, fraction = text.rstrip("Z").partition(".")
-    try:
-        started = datetime.fromisoformat(head + "+00:00").timestamp()
-    except ValueError:
-        return None
-    return started + float("0." + fraction[:6]) if fraction[:6].isdigit() else started
 
 
 def container_name(api: str, replica_id: str) -> str:
@@ -359,11 +347,11 @@ class DockerRuntime(Runtime):
         return Listening(handle.request.server.port, "container.port", frozenset(ports), address)
 
     # -- logs --------------------------------------------------------------------------------
-    def log_tail(self, handle: Handle, lines: int) -> list[str]:
+    def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
         c = self._container(handle)
-        if c is None:
+        if c is None or lines <= 0:
             return []
-        data = c.logs(tail=lines)
+        data = c.logs(tail=lines, **_log_options(query))
         return data.decode(errors="replace").splitlines()
 
     def run_log_tail(self, handle: Handle, lines: int) -> list[str]:
@@ -371,12 +359,32 @@ class DockerRuntime(Runtime):
         c = self._container(handle)
         if c is None:
             return []
-        started = _started_at(c)
+        started = docker_time((c.attrs.get("State") or {}).get("StartedAt"))
         data = c.logs(tail=lines, since=started - 0.001) if started else c.logs(tail=lines)
         return data.decode(errors="replace").splitlines()
 
-    def follow_logs(self, handle: Handle, tail: int) -> LogFollower:
+    def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
         c = self._container(handle)
         if c is None:
             return _StreamFollower(iter(()))
-        return _StreamFollower(c.logs(stream=True, follow=True, tail=tail))
+        return _StreamFollower(c.logs(stream=True, follow=True, tail=tail, **_log_options(query)))
+
+
+def docker_time(value: object) -> float | None:
+    """A time as Docker writes it (RFC 3339 with nanoseconds) as a Unix time; None when unset."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    try:  # keep microseconds of the nanoseconds
+        head, _, rest = value.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{rest[:6] or '0'}+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _log_options(query: LogQuery | None) -> dict[str, Any]:
+    """Docker keeps each line's time: `docker logs --timestamps --since` as the SDK takes them."""
+    query = query or LogQuery()
+    options: dict[str, Any] = {"timestamps": query.timestamps}
+    if query.since is not None:
+        options["since"] = float(query.since)
+    return options

@@ -83,7 +83,9 @@ def build_image(
         except (BadContext, BaseImageError) as e:
             yield BuildEvent(kind="error", message=str(e))
             return
-        labels = {LABEL_IMAGE_HASH: spec.image_hash} if spec.image_hash else {}
+        # workbench's own Dockerfile sets the label already: a second one would be a second step
+        labels = ({LABEL_IMAGE_HASH: spec.image_hash}
+                  if spec.image_hash and f"LABEL {LABEL_IMAGE_HASH}=" not in dockerfile else {})
         extra: dict[str, Any] = {}
         if spec.dockerfile is not None:
             # a project's own Dockerfile: offline means no network for its RUN steps

@@ -10,13 +10,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 from workbench.agent.listening import process_tree_ports
-from workbench.agent.logfiles import FileFollower, tail_lines
+from workbench.agent.logfiles import FileFollower, shown, tail_lines
 from workbench.agent.models.layout import replica_env
 from workbench.agent.models.store import ModelStore
 from workbench.agent.runtimes.base import (
@@ -24,6 +25,7 @@ from workbench.agent.runtimes.base import (
     Handle,
     Listening,
     LogFollower,
+    LogQuery,
     RunStatus,
     Runtime,
 )
@@ -78,6 +80,7 @@ class ProcessRuntime(Runtime):
         self.models = models
         self.bundles = BundleBuilder(bundles_dir)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._stampers: dict[int, subprocess.Popen[bytes]] = {}  # replica pid -> its logstamp
 
     # -- artifacts ---------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -178,34 +181,52 @@ class ProcessRuntime(Runtime):
             handle.extra["proc_create_time"] = None
         self._write_meta(handle)
 
+    def _stamped_log(self, handle: Handle) -> subprocess.Popen[bytes]:
+        """The logstamp process a replica writes into: it appends each line, with its time, to
+        the replica's log (what `logs -t` shows and `--since` selects by)."""
+        stamper = subprocess.Popen(
+            [sys.executable, "-m", "workbench.agent.logstamp", str(self.log_path(handle.replica_id))],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert stamper.stdin is not None
+        return stamper
+
     def _spawn_predictor(self, handle: Handle, old_port: int | None) -> tuple[subprocess.Popen[bytes], int]:
         """The predictor runtime, on a socket bound here and handed over (no port race)."""
         bundle = self.bundles.path(handle.request.artifact)
         sock = _bind(old_port)
         port = sock.getsockname()[1]
         fd = sock.fileno()
+        stamper = self._stamped_log(handle)
+        assert stamper.stdin is not None
         try:
-            with open(self.log_path(handle.replica_id), "ab") as log:
-                proc = subprocess.Popen(
-                    [
-                        str(bundle / "venv" / "bin" / "python"),
-                        "-m",
-                        "workbench.serving",
-                        "--fd",
-                        str(fd),
-                        "--replica-id",
-                        handle.replica_id,
-                    ],
-                    cwd=bundle / "project",
-                    env=self._env(handle.request, bundle),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(fd,),
-                    start_new_session=True,
-                )
+            proc = subprocess.Popen(
+                [
+                    str(bundle / "venv" / "bin" / "python"),
+                    "-m",
+                    "workbench.serving",
+                    "--fd",
+                    str(fd),
+                    "--replica-id",
+                    handle.replica_id,
+                ],
+                cwd=bundle / "project",
+                env=self._env(handle.request, bundle),
+                stdin=subprocess.DEVNULL,
+                stdout=stamper.stdin,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                start_new_session=True,
+            )
+        except BaseException:
+            stamper.kill()
+            stamper.wait()
+            raise
         finally:
+            stamper.stdin.close()  # the replica holds the pipe's only writing end now
             sock.close()
+        self._stampers[proc.pid] = stamper
         return proc, port
 
     def _spawn_server(self, handle: Handle, port: int) -> subprocess.Popen[bytes] | None:
@@ -218,17 +239,31 @@ class ProcessRuntime(Runtime):
         env.update({key: expand_port(value, port) for key, value in handle.request.env.items()})
         env[PORT_ENV] = str(port)
         argv = server.argv(port)
-        with open(self.log_path(handle.replica_id), "ab") as log:
-            try:
-                return subprocess.Popen(argv, cwd=bundle / "project", env=env, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as error:
-                reason = f"cannot run {argv[0]!r}: {error.strerror or error}"
-                if isinstance(error, FileNotFoundError):
-                    reason += f" (not found in the bundle's venv or on PATH={env.get('PATH', '')})"
-                log.write(f"workbench agent: {reason}\n".encode())
-                handle.extra["spawn_error"] = reason
-                return None
+        stamper = self._stamped_log(handle)
+        assert stamper.stdin is not None
+        try:
+            proc = subprocess.Popen(argv, cwd=bundle / "project", env=env, stdin=subprocess.DEVNULL,
+                                    stdout=stamper.stdin, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as error:
+            reason = f"cannot run {argv[0]!r}: {error.strerror or error}"
+            if isinstance(error, FileNotFoundError):
+                reason += f" (not found in the bundle's venv or on PATH={env.get('PATH', '')})"
+            with contextlib.suppress(OSError):
+                stamper.stdin.write(f"workbench agent: {reason}\n".encode())
+            stamper.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stamper.wait(timeout=2)
+            handle.extra["spawn_error"] = reason
+            return None
+        except BaseException:
+            stamper.kill()
+            stamper.wait()
+            raise
+        finally:
+            if not stamper.stdin.closed:
+                stamper.stdin.close()  # the server holds the pipe's only writing end now
+        self._stampers[proc.pid] = stamper
+        return proc
 
     def _set_urls(self, handle: Handle, port: int | None) -> None:
         if not port:
@@ -322,14 +357,18 @@ class ProcessRuntime(Runtime):
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        stamper = self._stampers.pop(handle.pid or -1, None)
+        if stamper is not None:  # it ends at the replica's last output; wait briefly, never kill
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stamper.wait(timeout=2)
 
     def remove(self, handle: Handle) -> None:
         for path in (self.meta_path(handle.replica_id), self.log_path(handle.replica_id)):
             path.unlink(missing_ok=True)
 
     # -- logs --------------------------------------------------------------------------------
-    def log_tail(self, handle: Handle, lines: int) -> list[str]:
-        return tail_lines(self.log_path(handle.replica_id), lines)
+    def log_tail(self, handle: Handle, lines: int, query: LogQuery | None = None) -> list[str]:
+        return tail_lines(self.log_path(handle.replica_id), lines, query)
 
     def run_log_tail(self, handle: Handle, lines: int) -> list[str]:
         """The last run's lines: the log file holds every run, this one from `log_offset` on."""
@@ -341,10 +380,13 @@ class ProcessRuntime(Runtime):
             with self.log_path(handle.replica_id).open("rb") as log:
                 size = log.seek(0, os.SEEK_END)
                 log.seek(max(offset, size - RUN_LOG_WINDOW))
-                since = log.read().decode(errors="replace").splitlines()
+                since = log.read().splitlines(keepends=True)
         except OSError:
             return tail
-        return since[-lines:] if lines else []
+        plain = LogQuery()
+        text = [line.decode(errors="replace").rstrip("\r\n")
+                for raw in since if (line := shown(raw, plain, None)) is not None]
+        return text[-lines:] if lines else []
 
     def listening(self, handle: Handle) -> Listening | None:
         port = handle.extra.get("port")
@@ -355,5 +397,5 @@ class ProcessRuntime(Runtime):
         ports = process_tree_ports(handle.pid)
         return None if ports is None else Listening(port, "$PORT", frozenset(ports), "127.0.0.1")
 
-    def follow_logs(self, handle: Handle, tail: int) -> LogFollower:
-        return FileFollower(self.log_path(handle.replica_id), tail)
+    def follow_logs(self, handle: Handle, tail: int, query: LogQuery | None = None) -> LogFollower:
+        return FileFollower(self.log_path(handle.replica_id), tail, query=query)

@@ -106,3 +106,23 @@ def test_docker_predictor_crash_is_failed_with_log_tail(
     failed = wait_state(client, rid, ["failed"], 60)
     assert "boom-at-import" in "\n".join(failed["log_tail"])
     assert "predictor failed to load" in failed["message"]
+
+
+def test_docker_logs_carry_their_time_and_select_by_it(
+    client: httpx.Client, docker_image: tuple[str, list[dict[str, object]]]
+) -> None:
+    import re
+    import time
+
+    tag, _ = docker_image
+    rid = client.post("/v1/replicas", json=replica_request("docker", tag)).json()["id"]
+    ready = wait_state(client, rid, ["ready"], 120)
+    time.sleep(1.1)  # Docker's clock and ours agree to the second
+    before = time.time()
+    httpx.post(ready["url"] + "/", json=1)
+    stamped = client.get(f"/v1/replicas/{rid}/logs", params={"tail": 100, "timestamps": "true"}).text
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ", line) for line in stamped.splitlines())
+    recent = client.get(f"/v1/replicas/{rid}/logs", params={"since": repr(before)}).text
+    assert "predict called" in recent and "serving" not in recent
+    future = client.get(f"/v1/replicas/{rid}/logs", params={"since": repr(time.time() + 60)})
+    assert future.status_code == 200 and future.text == ""

@@ -93,3 +93,54 @@ def test_gpu_ids_become_cuda_visible_devices(client: httpx.Client, bundle: str) 
     body["gpu_ids"] = ["1", "0"]
     info = client.post("/v1/replicas", json=body).json()
     assert psutil.Process(info["pid"]).environ()["CUDA_VISIBLE_DEVICES"] == "1,0"
+
+
+STAMPED = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z "
+
+
+def test_logs_carry_their_time_and_select_by_it(client: httpx.Client, bundle: str) -> None:
+    """Each line of a process replica's log has the time it was written: shown with timestamps,
+    chosen with since, and never shown without timestamps (the log reads as the replica wrote it)."""
+    import re
+    import time
+
+    rid = client.post("/v1/replicas", json=replica_request("process", bundle)).json()["id"]
+    ready = wait_state(client, rid, ["ready"], 60)
+    before = time.time()
+    time.sleep(0.05)
+    httpx.post(ready["url"] + "/", json=1)
+    plain = client.get(f"/v1/replicas/{rid}/logs", params={"tail": 100}).text.splitlines()
+    stamped = client.get(f"/v1/replicas/{rid}/logs", params={"tail": 100, "timestamps": "true"}).text
+    assert plain and "predict called" in plain
+    assert not any(re.match(STAMPED, line) for line in plain)
+    lines = stamped.splitlines()
+    assert len(lines) == len(plain) and all(re.match(STAMPED, line) for line in lines)
+    assert [line.split(" ", 1)[1] for line in lines] == plain
+    recent = client.get(f"/v1/replicas/{rid}/logs", params={"since": repr(before)}).text.splitlines()
+    assert recent == ["predict called"]
+    future = client.get(f"/v1/replicas/{rid}/logs", params={"since": repr(time.time() + 60)})
+    assert future.status_code == 200 and future.text == ""
+    with client.stream("GET", f"/v1/replicas/{rid}/logs",
+                       params={"follow": "true", "tail": 0, "timestamps": "true"}) as stream:
+        chunks = stream.iter_text()
+        httpx.post(ready["url"] + "/", json=2)
+        seen = ""
+        while "predict called" not in seen:
+            seen += next(chunks)
+    assert re.match(STAMPED + "predict called", seen)
+
+
+def test_a_failed_run_reports_its_own_output_only(client: httpx.Client, bundle: str) -> None:
+    """After restarts, a failed replica's log tail is its last run's, whole: not the previous
+    runs' tracebacks with the first one cut."""
+    rid = client.post(
+        "/v1/replicas", json=replica_request("process", bundle, env={"WB_TEST_CRASH": "1"})
+    ).json()["id"]
+    failed = wait_for(lambda: (info := client.get(f"/v1/replicas/{rid}").json())["restarts"] >= 2
+                      and info["state"] == "failed" and info, 60, "a second restart that fails too")
+    whole = client.get(f"/v1/replicas/{rid}/logs", params={"tail": 1000}).text
+    assert whole.count("Traceback (most recent call last)") >= 2  # every run is in the log
+    tail = failed["log_tail"]
+    assert sum("Traceback (most recent call last)" in line for line in tail) == 1, tail
+    assert sum("boom-at-import" in line for line in tail) >= 1
+    assert tail[-1].startswith("workbench: predictor failed to load")

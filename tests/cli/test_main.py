@@ -64,14 +64,17 @@ def test_a_refused_deploy_reads_the_same_with_a_controller_running(workbench: Wo
     try:
         for name, (args, expected) in cases.items():
             warm = workbench.run(*args, check=False)
-            assert (warm.returncode, warm.stdout, warm.stderr) == (2, "", cold[name].stderr), name
-            assert cold[name].returncode == 2 and cold[name].stdout == ""
+            assert (warm.returncode, warm.stdout, warm.stderr) == (2, cold[name].stdout,
+                                                                   cold[name].stderr), name
+            assert cold[name].returncode == 2
+            assert name == "json" or cold[name].stdout == ""  # under --json: the error as JSON
             if expected is not None:  # today's words, in today's order
                 lines = warm.stderr.splitlines()
                 starts = [next(i for i, line in enumerate(lines) if line.startswith(want))
                           for want in expected]
                 assert starts == sorted(starts) and starts[0] == 0, lines
         assert cold["json"].stderr == cold["spec"].stderr
+        assert json.loads(cold["json"].stdout)["error"] == "invalid spec; nothing was deployed"
         assert workbench.json("get") == []
     finally:
         ctl.stop()

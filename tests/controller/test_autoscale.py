@@ -36,7 +36,7 @@ def test_scale_from_zero_holds_the_first_request(controller: Controller, tmp_pat
     events = controller.deploy(make_project(tmp_path, autoscaled(0, ", init_replicas: 0", delay=0)))
     assert events[-1]["kind"] == "done", events
     detail = controller.detail("slow")
-    assert detail["status"] == "scaled_to_zero" and detail["replica_list"] == []
+    assert detail["status"] == "scaled-to-zero" and detail["replica_list"] == []
     sent = time.time()
     response = httpx.post(f"{controller.url}/slow", json={"wake": 1}, timeout=120)
     assert response.status_code == 200, response.text  # held, not refused with a 503

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.controller.scheduler import Demand, HostView, place
+from workbench.controller.scheduler import Demand, HostView, capacity_text, demand_text, fits_ever, place
 from workbench.wire.agent import DockerStatus, HostInfo
 
 
@@ -28,3 +28,26 @@ def test_names_the_host_that_lacks_what() -> None:
     assert "a lacks CPU" in reason and "b lacks memory" in reason
     assert "c is not reachable" in reason and "d has no docker runtime" in reason
     assert place(Demand(cpu=0.5), "process", hosts).host == "b"  # most free CPU
+
+
+def test_says_what_is_short_and_that_it_is_reserved() -> None:
+    full = [HostView("a", True, info(cpu=2), used=Demand(cpu=2))]
+    placement = place(Demand(cpu=1), "process", full)
+    assert placement.shortage == "no CPU"
+    assert placement.reason == "a lacks CPU: 1 core wanted, 2 of 2 reserved by replicas"
+    both = [HostView("a", True, info(cpu=2), used=Demand(cpu=2)),
+            HostView("b", True, info(mem=2**30), used=Demand(mem=2**30))]
+    assert place(Demand(cpu=1, mem=2**20), "process", both).shortage == "no CPU/memory"
+    assert place(Demand(), "process", [HostView("c", False, info())]).shortage == "no host"
+
+
+def test_fits_ever_counts_totals_not_what_is_free() -> None:
+    busy = HostView("a", True, info(cpu=2, mem=2**30), used=Demand(cpu=2, mem=2**30))
+    assert fits_ever(busy, Demand(cpu=2, mem=2**30))  # room once its replicas are gone
+    assert not fits_ever(busy, Demand(cpu=64))
+    assert not fits_ever(busy, Demand(mem=2**31))
+    assert not fits_ever(busy, Demand(gpu=1))  # no GPUs at all
+    no_docker = HostView("d", True, info(docker=False))
+    assert fits_ever(no_docker, Demand(cpu=1)) and not fits_ever(no_docker, Demand(cpu=1), "docker")
+    assert demand_text(Demand(cpu=64, mem=512 * 2**20)) == "64 cores, 512 MiB memory"
+    assert capacity_text(info(cpu=2, mem=2**31)) == "2 cores, 2.0 GiB memory"

@@ -48,6 +48,7 @@ def test_preflight_on_a_test_box(ssh: SSHHost) -> None:
     assert checks["Docker"].status == "pass", checks["Docker"]  # the user is in the docker group
     assert checks["NVIDIA driver"].status == "warn" and checks["NVIDIA driver"].fix
     assert checks["TCP forwarding"].status == "pass"
+    assert checks["SFTP"].status == "pass"
     assert ok(list(checks.values()))
     out = io.StringIO()
     Console(file=out, width=200).print(render(list(checks.values())))
@@ -69,6 +70,26 @@ def test_forwarding_disabled_fails_with_its_fix(closed_box: Box, tmp_path: Path)
     assert "administratively prohibited" in forwarding.detail
     assert "AllowTcpForwarding" in forwarding.fix
     assert not ok(checks)
+
+
+def test_no_sftp_subsystem_fails_with_its_fix(tmp_path: Path) -> None:
+    """An sshd without SFTP used to fail mid-upload with "Channel closed."; preflight says it."""
+    with sshd_boxes(1, sftp=(False,)) as started:
+        box = started[0]
+        settings = resolve(box.target, identity=box.client_key, config_path=tmp_path / "none")
+        with SSHHost(settings, known_hosts=trusted(box, tmp_path)).connect() as host:
+            checks = preflight(host)
+    sftp = _by_name(checks)["SFTP"]
+    assert sftp.status == "fail" and "no SFTP subsystem" in sftp.detail
+    assert "Subsystem sftp internal-sftp" in sftp.fix and "/etc/ssh/sshd_config" in sftp.fix
+    assert not ok(checks)
+
+
+def test_a_boxs_words_are_not_markup() -> None:
+    out = io.StringIO()
+    checks = [Check("Docker", "warn", "[bold]engine[/bold]", "run [a-z] fix")]
+    Console(file=out, width=200).print(render(checks))
+    assert "[bold]engine[/bold]" in out.getvalue() and "[a-z]" in out.getvalue()
 
 
 # -- a box whose shell answers wrongly ------------------------------------------------------------

@@ -26,7 +26,7 @@ from workbench.router.forward import (
     retry_decision,
 )
 from workbench.router.metrics import ApiStats, RouterMetrics
-from workbench.router.proxy import REPLAY_LIMIT, StreamedBody, Upstream
+from workbench.router.proxy import REPLAY_LIMIT, StreamedBody, Upstream, too_large_text
 from workbench.router.request import IncomingRequest
 from workbench.router.retry import RetryBudget
 from workbench.router.shadow import ShadowCopies
@@ -277,13 +277,13 @@ async def test_no_eligible_replica_is_503(forwarding):
 async def test_declared_body_over_the_limit_is_413_before_reading(forwarding):
     setup, [replica] = await forwarding(scripted.ANSWER, max_body_bytes=10)
     status, sent = await setup.forward(b"x" * 11)
-    assert status == 413 and sent.json() == {"error": "request body over 10 bytes"} and replica.seen == []
+    assert status == 413 and sent.json() == {"error": too_large_text(10)} and replica.seen == []
 
 
 async def test_body_over_the_limit_is_413_while_reading(forwarding):
     setup, [replica] = await forwarding(scripted.ANSWER, max_body_bytes=1000)
     status, sent = await setup.forward(b"x" * 600, b"x" * 600, chunked=True)
-    assert status == 413 and sent.json() == {"error": "request body over 1000 bytes"} and replica.seen == []
+    assert status == 413 and sent.json() == {"error": too_large_text(1000)} and replica.seen == []
 
 
 async def test_streamed_body_over_the_limit_is_413(forwarding):
@@ -291,7 +291,7 @@ async def test_streamed_body_over_the_limit_is_413(forwarding):
     setup, _ = await forwarding(scripted.HANG, scripted.HANG, max_body_bytes=limit)
     chunk = b"z" * (REPLAY_LIMIT * 3 // 4)  # the second chunk goes past the replay limit: streamed
     status, sent = await setup.forward(chunk, chunk, chunk, chunked=True)
-    assert status == 413 and sent.json() == {"error": f"request body over {limit} bytes"}
+    assert status == 413 and sent.json() == {"error": too_large_text(limit)}
     assert setup.upstream_errors == {"connect": 0.0, "reset": 0.0, "timeout": 0.0}  # not the replica's fault
 
 

@@ -199,7 +199,7 @@ def test_examples_load() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     names = sorted(loaded.spec.name for folder in examples.iterdir() if folder.is_dir()
                    for loaded in load_specs(folder))
-    assert names == ["digits-torch", "echo", "iris", "tinylm"]
+    assert names == ["digits-torch", "echo", "greeter", "iris", "tinylm"]
 
 
 def test_traffic_splitter(tmp_path: Path) -> None:

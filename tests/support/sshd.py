@@ -68,6 +68,7 @@ class Box:
     address: str
     root: Path
     allow_forwarding: bool = True
+    sftp: bool = True  # False: an sshd with no SFTP subsystem (some providers' images)
     port: int = 0
     user: str = ""
     uid: int = -1
@@ -134,7 +135,7 @@ class Box:
             "UseDNS no",
             "PrintMotd no",
             "LogLevel VERBOSE",
-            "Subsystem sftp internal-sftp",
+            *(["Subsystem sftp internal-sftp"] if self.sftp else []),
             "",
         ]))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -205,7 +206,8 @@ class Box:
 
 
 @contextlib.contextmanager
-def sshd_boxes(count: int = 2, *, forwarding: tuple[bool, ...] | None = None) -> Iterator[list[Box]]:
+def sshd_boxes(count: int = 2, *, forwarding: tuple[bool, ...] | None = None,
+               sftp: tuple[bool, ...] | None = None) -> Iterator[list[Box]]:
     """Start `count` boxes on 127.0.0.2, 127.0.0.3, …; remove everything afterwards."""
     BASE.mkdir(mode=0o755, parents=True, exist_ok=True)  # sshd's StrictModes rejects /tmp (1777)
     base = Path(tempfile.mkdtemp(prefix="run-", dir=BASE))
@@ -214,7 +216,8 @@ def sshd_boxes(count: int = 2, *, forwarding: tuple[bool, ...] | None = None) ->
     try:
         for index in range(count):
             allow = forwarding[index] if forwarding else True
-            box = Box(f"127.0.0.{index + 2}", base / f"box{index}", allow).create()
+            box = Box(f"127.0.0.{index + 2}", base / f"box{index}", allow,
+                      sftp=sftp[index] if sftp else True).create()
             boxes.append(box)
             box.start()
         yield boxes

@@ -25,9 +25,9 @@ def web(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """`python -m workbench web ARGS` with stderr in a file; killed (its whole group) afterwards."""
     err = home / "web.err"
     env = dict(os.environ, WORKBENCH_HOME=str(home / "home"), NO_COLOR="1")
-    with err.open("w") as stderr:
+    with err.open("w") as stderr, (home / "web.out").open("w") as stdout:
         process = subprocess.Popen([sys.executable, "-m", "workbench", "web", *args], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+                                   stdout=stdout, stderr=stderr, text=True,
                                    start_new_session=True)
     try:
         yield process, err
@@ -76,3 +76,14 @@ def test_web_warns_on_a_non_loopback_host(tmp_path: Path) -> None:
     with web(tmp_path, "--host", "0.0.0.0", "--port", str(free_port())) as (process, err):
         poll(lambda: "controls the fleet" in err.read_text(), process, err, 60, "the warning")
     assert "warning: serving on 0.0.0.0: anyone who can reach" in err.read_text()
+
+
+def test_web_says_where_to_point_a_browser(tmp_path: Path) -> None:
+    """Its banner names the address, not the interpreter and module it runs per tab."""
+    port = free_port()
+    out = tmp_path / "web.out"
+    with web(tmp_path, "--port", str(port)) as (process, err):
+        banner = poll(lambda: "Ctrl+C" in out.read_text() and out.read_text(), process, err, 60, "the banner")
+    assert (f"workbench web UI on http://127.0.0.1:{port} (each browser tab runs its own terminal UI "
+            in banner)
+    assert "Serving" not in banner and sys.executable not in banner

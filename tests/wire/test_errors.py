@@ -152,5 +152,5 @@ def test_framework_errors_take_the_same_shape(app: TestClient) -> None:
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
     invalid = app.post("/body", json={"count": "many"})
     assert invalid.status_code == 422
-    assert invalid.json()["error"].startswith("invalid request: count: ")
+    assert invalid.json()["error"] == "invalid request: count must be a whole number, not 'many'"
     assert isinstance(error_from_response(422, invalid.content), BadRequest)

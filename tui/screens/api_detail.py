@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.widgets import Static
 from workbench.tui import fmt
 from workbench.tui.screens.base import DataScreen
@@ -44,6 +45,8 @@ def split_text(split: list[dict[str, Any]]) -> Text:
 
 class ApiDetailScreen(DataScreen):
     """Drilled in from the APIs screen; esc goes back."""
+
+    HELP_NAME = "API detail"
 
     BINDINGS = [
         Binding("l", "logs", "Logs"),
@@ -92,7 +95,7 @@ class ApiDetailScreen(DataScreen):
         summary = self.query_one("#summary", Static)
         if detail is None:
             gone = state.loaded and all(api.name != self.api_name for api in state.apis)
-            summary.update(f"[b]{self.api_name}[/b]  " + ("(deleted)" if gone else "loading…"))
+            summary.update(Text.assemble((self.api_name, "bold"), "  ", "(deleted)" if gone else "loading…"))
             return
         summary.update(self.summary_text(detail, state))
         split = self.query_one("#split", Static)
@@ -120,6 +123,7 @@ class ApiDetailScreen(DataScreen):
         traffic = detail.traffic
         text = Text.assemble((detail.name, "bold"), "  ", status_text(detail.status),
                              f"  {detail.replicas.ready}/{detail.replicas.requested} ready  ",
+                             (f"({detail.note})  " if detail.note else "", "yellow"),
                              f"endpoint {fmt.url(detail.endpoint)}")
         if detail.runtime:
             text.append(f"  runtime {detail.runtime}")
@@ -151,9 +155,10 @@ class ApiDetailScreen(DataScreen):
         if replica is None:
             self.notify("no replica selected", severity="warning")
             return
-        self.wb.confirm_then(f"Restart replica [b]{fmt.short_id(replica)}[/b] of {self.api_name}?",
+        self.wb.confirm_then(f"Restart replica [b]{escape(fmt.short_id(replica))}[/b] of "
+                             f"{escape(self.api_name)}?",
                              lambda: self.wb.restart_replica(self.api_name, replica))
 
     def action_delete(self) -> None:
-        self.wb.confirm_then(f"Delete API [b]{self.api_name}[/b] and all its replicas?",
+        self.wb.confirm_then(f"Delete API [b]{escape(self.api_name)}[/b] and all its replicas?",
                              lambda: self.wb.delete_api(self.api_name, then_back=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.markup import escape
 from workbench.tui.screens.base import DataScreen
 from workbench.tui.state import FleetState
 from workbench.tui.table import LiveTable
@@ -12,6 +13,8 @@ from workbench.tui.views import API_COLUMNS, matching
 
 class ApisScreen(DataScreen):
     """Every API; enter opens one."""
+
+    HELP_NAME = "APIs"
 
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
@@ -69,5 +72,5 @@ class ApisScreen(DataScreen):
     def action_delete(self) -> None:
         name = self.selected()
         if name:
-            self.wb.confirm_then(f"Delete API [b]{name}[/b] and all its replicas?",
+            self.wb.confirm_then(f"Delete API [b]{escape(name)}[/b] and all its replicas?",
                                  lambda: self.wb.delete_api(name))

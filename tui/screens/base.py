@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -16,12 +18,22 @@ if TYPE_CHECKING:
     from workbench.tui.app import WorkbenchApp
 
 
+#: Textual's header icon (⭘) is missing from the browser font textual-serve uses (Roboto Mono)
+WEB_ICON = "◊"
+
+
+def header_icon() -> str | None:
+    """The header's icon: one the web UI's font has when served by `workbench web`."""
+    return WEB_ICON if "web_driver" in os.environ.get("TEXTUAL_DRIVER", "") else None
+
+
 class DataScreen(Screen[None]):
     """A screen that shows the app's FleetState and refreshes when a poll lands."""
 
     BINDINGS = [
         Binding("slash", "filter", "Filter", key_display="/"),
     ]
+    HELP_NAME = ""  # what the help calls the screen ("API detail")
 
     filter_text: str = ""
     _shown_generation = -1  # the app's poll generation on screen (an int: holding the state
@@ -35,7 +47,7 @@ class DataScreen(Screen[None]):
         yield from ()
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield Header(show_clock=False, icon=header_icon())
         yield Banner(id="banner")
         yield from self.compose_body()
         yield Input(placeholder="filter (enter to keep, esc to clear)", id="filter", compact=True)
@@ -57,8 +69,8 @@ class DataScreen(Screen[None]):
         if state.error:
             since = fmt.age(state.error_since)
             shown = "" if not state.loaded else f" · showing data from {fmt.age(state.last_ok)} ago"
-            banner.show_problem(f"controller not answering ({since}): {fmt.mask(state.error)}{shown}"
-                                " · retrying…  (is `workbench serve` running?)")
+            banner.show_problem(Text(f"controller not answering ({since}): {fmt.mask(state.error)}{shown}"
+                                     " · retrying…  (is `workbench serve` running?)"))
         else:
             banner.show_problem(None)
         self.show(state)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.markup import escape
 from textual.widgets import Static
 from workbench.tui import fmt
 from workbench.tui.screens.base import DataScreen
@@ -15,6 +17,8 @@ from workbench.tui.views import GPU_COLUMNS, HOST_COLUMNS, matching
 
 class FleetScreen(DataScreen):
     """Hosts and their GPUs."""
+
+    HELP_NAME = "hosts"
 
     BINDINGS = [
         Binding("a", "add_host", "Add host"),
@@ -44,7 +48,7 @@ class FleetScreen(DataScreen):
                                                       rows.hosts.widths)
         self.query_one("#gpus", LiveTable).show_rows(matching(rows.gpus.rows, self.filter_text),
                                                      rows.gpus.widths)
-        self.query_one("#gpu-note", Static).update(rows.gpu_note)
+        self.query_one("#gpu-note", Static).update(Text(rows.gpu_note))
 
     def selected_host(self) -> str | None:
         key = self.query_one("#hosts", LiveTable).selected_key
@@ -57,7 +61,7 @@ class FleetScreen(DataScreen):
         for host in self.wb.state.hosts:
             if host.name == name:
                 text = host.message or f"{host.name}: {host.state}, {host.replicas} replica(s)"
-                self.notify(fmt.mask(text), title=host.name)
+                self.notify(fmt.mask(text), title=host.name, markup=False)
 
     def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         if event.table.id == "hosts":
@@ -69,11 +73,11 @@ class FleetScreen(DataScreen):
     def action_upgrade(self) -> None:
         name = self.selected_host()
         if name:
-            self.wb.confirm_then(f"Upgrade the agent on host [b]{name}[/b]?",
+            self.wb.confirm_then(f"Upgrade the agent on host [b]{escape(name)}[/b]?",
                                  lambda: self.wb.upgrade_host(name))
 
     def action_remove(self) -> None:
         name = self.selected_host()
         if name:
-            self.wb.confirm_then(f"Remove host [b]{name}[/b]? Its replicas move elsewhere and "
+            self.wb.confirm_then(f"Remove host [b]{escape(name)}[/b]? Its replicas move elsewhere and "
                                  "the agent is uninstalled.", lambda: self.wb.remove_host(name))

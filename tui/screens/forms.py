@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from pydantic import ValidationError
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, RichLog, Static, TextArea
 from workbench.tui import fmt
 
 from workbench.wire.control import AddHostRequest, DeployEvent, DeployRequest, HostEvent, ScaleRequest
+from workbench.wire.validation import in_words
+
+#: the scale form's fields, as its labels name them
+SCALE_FIELDS = {"replicas": "replicas", "min_replicas": "min", "max_replicas": "max"}
+ADD_HOST_HINTS = {"name": "lowercase letters, digits and '-', starting with a letter, at most 63"}
 
 if TYPE_CHECKING:
     from workbench.tui.app import WorkbenchApp
@@ -83,7 +90,7 @@ class ScaleScreen(Form):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"[b]Scale {self.api_name}[/b]  (a count, or min/max for autoscaling)")
+            yield Static(f"[b]Scale {escape(self.api_name)}[/b]  (a count, or min/max for autoscaling)")
             yield field("replicas", Input(str(self.replicas if self.replicas is not None else ""),
                                           id="replicas", type="integer", compact=True))
             yield field("min", Input(str(self.autoscaling.get("min_replicas", "")), id="min",
@@ -118,8 +125,8 @@ class ScaleScreen(Form):
             return None
         try:
             return ScaleRequest(**values)
-        except ValueError as error:
-            self.query_one("#error", Static).update(str(error).splitlines()[-1])
+        except ValidationError as error:
+            self.query_one("#error", Static).update(Text(in_words(error, SCALE_FIELDS)))
             return None
 
     def submit(self) -> None:
@@ -197,6 +204,8 @@ class DeployScreen(Form):
             for result in event.results:
                 log.write(f"  {result.name} → {fmt.url(result.endpoint)}"
                           + (" (unchanged)" if result.unchanged else ""))
+                for note in result.notes:
+                    log.write(Text(f"    {note}", style="yellow"))
             self.running = False
             self.wb.poll_now()
         elif event.kind == "error":
@@ -204,8 +213,9 @@ class DeployScreen(Form):
             for line in event.log_tail[-10:]:
                 log.write(f"  │ {line}")
             self.running = False
-        else:
-            log.write(f"{prefix}{event.kind}: {event.message}")
+        else:  # the controller's words may name the API already: once is enough
+            text = event.message.removeprefix(f"{event.api}: ") if event.api else event.message
+            log.write(f"{prefix}{event.kind}: {text}")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.start()
@@ -234,7 +244,7 @@ class PredictScreen(Form):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Static(f"[b]Test prediction[/b] POST /{self.api_name}   (ctrl+s sends)")
+            yield Static(f"[b]Test prediction[/b] POST /{escape(self.api_name)}   (ctrl+s sends)")
             yield TextArea(self.payload, id="payload", language=None)
             with Horizontal(classes="buttons"):
                 yield Button("Send", id="send", variant="primary")
@@ -318,10 +328,8 @@ class AddHostScreen(Form):
         values["trust"] = trust
         try:
             return AddHostRequest(**values)
-        except ValueError as error:
-            problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                        for e in getattr(error, "errors", lambda: [])()]
-            self.query_one("#error", Static).update("; ".join(problems) or str(error))
+        except ValidationError as error:
+            self.query_one("#error", Static).update(Text(in_words(error, hints=ADD_HOST_HINTS)))
             return None
 
     def start(self, trust: str | None = None) -> None:
@@ -364,13 +372,13 @@ class AddHostScreen(Form):
             for check in event.checks:
                 status = str(check.get("status", ""))
                 style = {"ok": "green", "pass": "green", "warn": "yellow", "fail": "bold red"}.get(status, "")
-                table.add_row(str(check.get("name", "")), Text(status, style=style),
-                              str(check.get("fix") or check.get("detail") or ""))
+                table.add_row(Text(str(check.get("name", ""))), Text(status, style=style),
+                              Text(str(check.get("fix") or check.get("detail") or "")))
         elif event.kind == "trust_required":
             self.fingerprint = event.fingerprint
-            self.query_one("#fingerprint", Static).update(
-                f"[b]Unknown host key[/b] for {event.host}\n{event.key_type or 'key'} "
-                f"[b]{event.fingerprint}[/b]\nCompare it with `ssh-keygen -lf` on the box; trust it?")
+            self.query_one("#fingerprint", Static).update(Text.assemble(
+                ("Unknown host key", "bold"), f" for {event.host}\n{event.key_type or 'key'} ",
+                (str(event.fingerprint), "bold"), "\nCompare it with `ssh-keygen -lf` on the box; trust it?"))
             self.query_one("#trust").display = True
             self.query_one("#trust-no", Button).focus()
         elif event.kind == "done":

@@ -8,6 +8,7 @@ from collections import deque
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.markup import escape
 from textual.message import Message
 from textual.widgets import Input, RichLog, Static
 from workbench.tui import fmt
@@ -32,6 +33,7 @@ class LogScreenProblem(Message):
 
 
 class LogsScreen(DataScreen):
+    HELP_NAME = "logs"
     BINDINGS = [
         Binding("space,p", "pause", "Pause"),
         Binding("w", "wrap", "Wrap"),
@@ -122,11 +124,11 @@ class LogsScreen(DataScreen):
     def render_status(self) -> None:
         shown = sum(1 for line in self.lines if self.keep(line)) if self.filter_text else len(self.lines)
         what = self.api_name + (f" replica {fmt.short_id(self.replica)}" if self.replica else "")
-        parts = [f"[b]logs[/b] {what}", "[yellow]paused[/yellow]" if self.paused else "following",
-                 f"{shown} lines" + (f" matching '{self.filter_text}'" if self.filter_text else ""),
+        parts = [f"[b]logs[/b] {escape(what)}", "[yellow]paused[/yellow]" if self.paused else "following",
+                 f"{shown} lines" + (f" matching '{escape(self.filter_text)}'" if self.filter_text else ""),
                  "wrap on" if self.wrap else "wrap off"]
         if self.problem:
-            parts.append(f"[red]{fmt.mask(self.problem)}[/red]")
+            parts.append(f"[red]{escape(fmt.mask(self.problem))}[/red]")
         self.query_one("#log-status", Static).update(" · ".join(parts))
 
     def show(self, state: FleetState) -> None:

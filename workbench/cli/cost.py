@@ -12,6 +12,7 @@ from rich.table import Table
 from workbench.cli import render
 from workbench.cli.connect import call, controller
 from workbench.cli.hosts import parsed
+from workbench.cli.options import JsonOption
 from workbench.wire.control import CostReport, HostCostBody
 from workbench.wire.units import format_duration, money, parse_duration
 
@@ -68,10 +69,11 @@ def cost_view(report: CostReport, window: str) -> Group:
 
 def cost(
     since: Annotated[str, typer.Option("--since", help="the window: 7d (default), 24h, 30m, 2w")] = "7d",
-    as_json: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """What the fleet cost: per host (price, time in the fleet, spend, GPU hours busy vs idle), per
     API (its share of each host by what its replicas reserve x time, per 1,000 requests), in total."""
+    render.json_errors(as_json)
     seconds = parsed(parse_duration, since, "--since")
     report = call(controller(start=False).cost, since)
     if as_json:

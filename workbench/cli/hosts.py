@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from workbench.cli import render
 from workbench.cli.connect import call, controller
+from workbench.cli.options import FlagsCommand, FlagsGroup, JsonOption, OutputOption
 from workbench.clients.control import ControlClient
 from workbench.spec.models import parse_bytes
 from workbench.wire.agent import GpuReport
@@ -26,10 +28,15 @@ from workbench.wire.control import (
 )
 from workbench.wire.errors import WorkbenchError
 from workbench.wire.units import format_duration, parse_currency, parse_duration, parse_price, parse_threshold
+from workbench.wire.validation import in_words
 
 host_app = typer.Typer(help="The machines replicas run on: this one and boxes over SSH.",
-                       no_args_is_help=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+                       no_args_is_help=True, cls=FlagsGroup)
+#: `host add`'s arguments as its user knows them, in its errors
+ADD_NAMES = {"name": "NAME", "target": "TARGET", "port": "--port", "token": "--token-file",
+             "ca_cert": "--ca-cert", "identity": "--identity", "jump": "--jump", "trust": "--trust",
+             "price": "--price", "currency": "--currency"}
+ADD_HINTS = {"name": "lowercase letters, digits and '-', starting with a letter, at most 63"}
 PriceOption = Annotated[str | None, typer.Option("--price", help="what it costs per hour, e.g. 2.40")]
 CurrencyOption = Annotated[str | None, typer.Option("--currency", help="of the price (default USD)")]
 V = TypeVar("V")
@@ -87,7 +94,7 @@ def _follow(events: Iterable[HostEvent], shown: list[HostEvent]) -> HostEvent | 
             last = event
             if event.kind == "step":
                 text = f"{event.step}: {event.message}" if event.message else str(event.step)
-                status.update(text[:110])
+                status.update(render.plain(text[:110]))
                 render.say(text)
             elif event.kind == "preflight":
                 status.stop()
@@ -113,10 +120,10 @@ def _show(host: HostBody | None, as_json: bool) -> None:
     if as_json:
         render.print_json(host.model_dump(mode="json"))
     else:
-        render.out.print(render.hosts_table([host]))
+        render.show(render.hosts_table([host]))
 
 
-@host_app.command("add")
+@host_app.command("add", cls=FlagsCommand)
 def add(
     name: Annotated[str, typer.Argument(help="a short name for the box (lowercase, digits, -)")],
     target: Annotated[str, typer.Argument(help="[user@]host[:port], or a Host alias from ~/.ssh/config; "
@@ -143,6 +150,7 @@ def add(
     With --direct (LAN/VPN): reach an agent the box already runs (`python -m workbench.agent serve
     --direct --bind ADDR`) over TCP with its token, TLS when --ca-cert is given; nothing over SSH.
     With --price: what the box costs per hour (`workbench cost` adds it up)."""
+    render.json_errors(as_json)
     token: str | None = None
     hourly = parsed(parse_price, price, "--price") if price is not None else None
     code = parsed(parse_currency, currency, "--currency") if currency is not None else None
@@ -164,20 +172,21 @@ def add(
             raise typer.Exit(2) from None
         if ca_cert is not None:
             ca_cert = str(Path(ca_cert).expanduser().resolve())
+    try:  # checked before anything starts
+        request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
+                                 online=online, direct=direct, port=port, token=token, ca_cert=ca_cert,
+                                 price=hourly, currency=code, cache_limit=limit)
+    except ValidationError as error:
+        render.fail(in_words(error, ADD_NAMES, ADD_HINTS))
+        raise typer.Exit(2) from None
     client = controller()
     while True:
-        try:
-            request = AddHostRequest(name=name, target=target, identity=identity, jump=jump, trust=trust,
-                                     online=online, direct=direct, port=port, token=token, ca_cert=ca_cert,
-                                     price=hourly, currency=code, cache_limit=limit)
-        except ValueError as error:
-            render.fail(f"bad arguments: {error}")
-            raise typer.Exit(2) from None
+        request = request.model_copy(update={"trust": trust})
         last, shown = _run_stream(client.add_host(request))
         asked = next((e for e in shown if e.kind == "trust_required"), None)
         if asked is not None and trust is None:
-            render.err.print(f"The authenticity of host {target} can't be established.\n"
-                             f"{asked.key_type} key fingerprint is {asked.fingerprint}.", highlight=False)
+            render.err.print(render.plain(f"The authenticity of host {target} can't be established.\n"
+                                          f"{asked.key_type} key fingerprint is {asked.fingerprint}."))
             if _interactive() and typer.confirm("Trust this host key?", default=False, err=True):
                 trust = asked.fingerprint
                 continue
@@ -188,21 +197,22 @@ def add(
         render.fail(last.message if last else "the controller ended the stream without an answer")
         raise typer.Exit(1)
     if not as_json:
-        render.err.print(f"[green]✓[/green] {last.message}")
+        render.err.print(render.plain(f"✓ {last.message}"), soft_wrap=True)
     _show(last.result, as_json)
 
 
-@host_app.command("list")
-def list_hosts(as_json: JsonOption = False) -> None:
+@host_app.command("list", cls=FlagsCommand)
+def list_hosts(output: OutputOption = None, as_json: JsonOption = False) -> None:
     """List the fleet's hosts with their state and capacity."""
+    render.json_errors(as_json)
     found = call(controller(start=False).hosts)
     if as_json:
         render.print_json([h.model_dump(mode="json") for h in found])
     else:
-        render.out.print(render.hosts_table(found))
+        render.show(render.hosts_table(found, output or "table"))
 
 
-@host_app.command("show")
+@host_app.command("show", cls=FlagsCommand)
 def show(
     name: str,
     as_json: JsonOption = False,
@@ -211,6 +221,7 @@ def show(
 ) -> None:
     """One host: state, last seen, agent version, capacity, and its GPUs live (which replica
     uses which GPU)."""
+    render.json_errors(as_json)
     client = controller(start=False)
     host = call(client.host, name)
     gpus: GpuReport | None = None
@@ -227,17 +238,17 @@ def show(
             data["gpu_error"] = gpu_error
         render.print_json(data)
         return
-    render.out.print(render.hosts_table([host]))
-    render.out.print(f"kind: {host.kind}   agent: {host.agent_version or 'N/A'}"
-                     + (f"\nmessage: {host.message}" if host.message else ""))
+    render.show(render.hosts_table([host]))
+    render.out.print(render.plain(f"kind: {host.kind}   agent: {host.agent_version or 'N/A'}"
+                                  + (f"\nmessage: {host.message}" if host.message else "")), soft_wrap=True)
     if gpus is not None:
         render.out.print()
-        render.out.print(render.gpus_view(name, gpus))
+        render.show(render.gpus_view(name, gpus))
     elif gpu_error:
-        render.out.print(f"GPUs: N/A ({gpu_error})")
+        render.out.print(render.plain(f"GPUs: N/A ({gpu_error})"), soft_wrap=True)
 
 
-@host_app.command("remove")
+@host_app.command("remove", cls=FlagsCommand)
 def remove(
     name: str,
     purge: Annotated[bool, typer.Option("--purge", help="also delete ~/.workbench on the box")] = False,
@@ -245,6 +256,7 @@ def remove(
     as_json: JsonOption = False,
 ) -> None:
     """Move the host's replicas elsewhere, stop its agent and remove it from the fleet."""
+    render.json_errors(as_json)
     client: ControlClient = controller(start=False)
     if not yes:
         if not _interactive():
@@ -252,28 +264,30 @@ def remove(
             raise typer.Exit(1)
         if not typer.confirm(f"Remove host {name}{' and purge its files' if purge else ''}?", err=True):
             raise typer.Exit(1)
-    with render.err.status(f"draining {name}…"):
+    with render.err.status(render.plain(f"draining {name}…")):
         body = call(client.remove_host, name, purge=purge)
     if as_json:
         render.print_json(body.model_dump(mode="json"))
     else:
-        render.out.print(f"removed {name}: {body.moved_replicas} replica(s) moved, "
-                         f"{body.deleted_replicas} stopped" + (", files purged" if body.purged else ""))
+        render.out.print(render.plain(f"removed {name}: {body.moved_replicas} replica(s) moved, "
+                                      f"{body.deleted_replicas} stopped" + (", files purged" if body.purged
+                                                                            else "")))
 
 
-@host_app.command("upgrade")
+@host_app.command("upgrade", cls=FlagsCommand)
 def upgrade(name: str, as_json: JsonOption = False) -> None:
     """Replace the box's agent with the workstation's version."""
+    render.json_errors(as_json)
     last, _ = _run_stream(controller(start=False).upgrade_host(name))
     if last is None or last.kind != "done":
         render.fail(last.message if last else "the controller ended the stream without an answer")
         raise typer.Exit(1)
     if not as_json:
-        render.err.print(f"[green]✓[/green] {last.message}")
+        render.err.print(render.plain(f"✓ {last.message}"), soft_wrap=True)
     _show(last.result, as_json)
 
 
-@host_app.command("set")
+@host_app.command("set", cls=FlagsCommand)
 def set_host(
     name: str,
     price: PriceOption = None,
@@ -283,6 +297,7 @@ def set_host(
 ) -> None:
     """Change a host's settings: what it costs per hour (the local machine counts as free until it
     has a price) and the size limit of its model cache."""
+    render.json_errors(as_json)
     limit = cache_limit(cache_limit_text, clearable=True)
     if price is None and currency is None and limit is None:
         render.fail("nothing to set: give --price (e.g. --price 2.40) and/or --currency, "
@@ -302,7 +317,7 @@ def set_host(
         render.out.print(f"{name}: model cache limit {shown}")
 
 
-@host_app.command("idle")
+@host_app.command("idle", cls=FlagsCommand)
 def idle(
     name: str,
     after: Annotated[str | None, typer.Option(
@@ -321,6 +336,7 @@ def idle(
 ) -> None:
     """What happens when a host sits idle: no request reached its replicas and every GPU stayed
     below --util-threshold for --after. Without options: show the host's rule."""
+    render.json_errors(as_json)
     client = controller(start=False)
     if off:
         if any(v is not None for v in (after, util_threshold, run)) or remove or dry_run:
@@ -352,4 +368,4 @@ def idle(
     render.out.print(("[bold]dry run[/bold] — nothing was changed. " if dry_run else "")
                      + f"idle rule for {name}" + (" (saved):" if plan.saved else ":"))
     for step in plan.steps:
-        render.out.print(f"  • {step}", soft_wrap=True)
+        render.out.print(render.plain(f"  • {step}"), soft_wrap=True)  # a --run command is text

@@ -3,6 +3,8 @@ machinery under them (serve, hosts, agent, image)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Annotated
 
 import typer
@@ -12,7 +14,10 @@ from workbench.cli import apis, render
 from workbench.cli.connect import call, controller
 from workbench.cli.cost import cost
 from workbench.cli.hosts import host_app
+from workbench.cli.images import image_app
 from workbench.cli.models import model_app
+from workbench.cli.options import FlagsCommand, FlagsGroup, JsonOption, OutputOption
+from workbench.cli.times import parse_since
 from workbench.clients.agent import AgentClient
 from workbench.daemons import LaunchFailed
 from workbench.local_agent import ensure_agent, running_agent, stop_agent
@@ -25,10 +30,12 @@ app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FlagsGroup,
 )
-agent_app = typer.Typer(help="The agent on this machine (the controller starts it).", no_args_is_help=True)
-controller_app = typer.Typer(help="The controller running in the background.", no_args_is_help=True)
-image_app = typer.Typer(help="Base images and builds.", no_args_is_help=True)
+agent_app = typer.Typer(help="The agent on this machine (the controller starts it).", no_args_is_help=True,
+                        cls=FlagsGroup)
+controller_app = typer.Typer(help="The controller running in the background.", no_args_is_help=True,
+                             cls=FlagsGroup)
 app.add_typer(agent_app, name="agent")
 app.add_typer(controller_app, name="controller")
 app.add_typer(image_app, name="image")
@@ -36,10 +43,8 @@ app.add_typer(host_app, name="host")
 app.add_typer(model_app, name="model")
 
 for command in (apis.deploy, apis.get, apis.predict, apis.logs, apis.scale, apis.delete):
-    app.command()(command)
-app.command("cost")(cost)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+    app.command(cls=FlagsCommand)(command)
+app.command("cost", cls=FlagsCommand)(cost)
 
 
 def _version(value: bool) -> None:
@@ -56,12 +61,20 @@ def main(
 ) -> None:
     """workbench: a predictor.py, a workbench.yaml, `workbench deploy`, and an HTTP endpoint."""
     if ctx.invoked_subcommand is None:
-        from workbench.cli.ui import run_ui
+        from workbench.cli.ui import has_terminal, run_ui
 
+        if not has_terminal():  # `workbench </dev/null >file`: no escape codes into the file
+            with contextlib.redirect_stdout(sys.stderr):  # Typer prints its help to stdout
+                text = ctx.get_help()
+            if text:
+                sys.stderr.write(text + "\n")
+            render.fail("the terminal UI needs a terminal (stdin and stdout); run a command instead, "
+                        "e.g. `workbench get`")
+            raise typer.Exit(2)
         run_ui(embedded_ok=True)
 
 
-@app.command()
+@app.command(cls=FlagsCommand)
 def serve(
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback requires API keys")] = (
         "127.0.0.1"),
@@ -76,7 +89,7 @@ def serve(
     raise typer.Exit(run_controller(host, port, usage_retention))
 
 
-@app.command()
+@app.command(cls=FlagsCommand)
 def web(
     host: Annotated[str, typer.Option(help="address to bind; anyone who can reach it controls the fleet")] = (
         "127.0.0.1"),
@@ -90,7 +103,7 @@ def web(
     import sys
 
     try:
-        from textual_serve.server import Server
+        from workbench.cli.web import WebServer
     except ImportError:
         render.fail("textual-serve is not installed: pip install 'workbench[workstation]'")
         raise typer.Exit(1) from None
@@ -99,62 +112,93 @@ def web(
     except ValueError:
         loopback = False
     if not loopback:
-        render.err.print(f"[yellow]warning:[/yellow] serving on {host}: anyone who can reach "
-                         f"http://{host}:{port}/ controls the fleet (no login); prefer 127.0.0.1 "
-                         "and an SSH tunnel", soft_wrap=True)
+        render.warn(f"serving on {host}: anyone who can reach http://{host}:{port}/ controls the fleet "
+                    "(no login); prefer 127.0.0.1 and an SSH tunnel")
     if public_url is None and host in ("0.0.0.0", "::"):
         import socket
 
         public_url = f"http://{socket.getfqdn()}:{port}"  # the page loads its scripts from here
-    command = shlex.join([sys.executable, "-m", "workbench"])  # the CLI's default: the terminal UI
-    Server(command, host=host, port=port, title="workbench", public_url=public_url).serve()
+    # `python -m workbench` without a command is the terminal UI; textual-serve runs it per tab
+    command = shlex.join([sys.executable, "-m", "workbench"])
+    WebServer(command, host=host, port=port, title="workbench", public_url=public_url).serve()
 
 
-@app.command()
-def hosts(as_json: JsonOption = False) -> None:
+@app.command(cls=FlagsCommand)
+def hosts(output: OutputOption = None, as_json: JsonOption = False) -> None:
     """List the fleet's hosts (an alias of `workbench host list`)."""
     from workbench.cli.hosts import list_hosts
 
-    list_hosts(as_json)
+    list_hosts(output, as_json)
 
 
-@app.command()
+@app.command(cls=FlagsCommand)
 def events(
     api: Annotated[str | None, typer.Option(help="only this API's events")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many")] = 50,
+    since: Annotated[str | None, typer.Option(
+        help="only events since then: 10m, 1h30m, 2d, or a time (2026-01-02T13:23:37Z)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="how many (the latest)")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Recent events: deploys, rollouts, scaling decisions with their inputs, failures."""
-    found = call(controller(start=False).events, api, limit)
+    render.json_errors(as_json)
+    try:
+        since_at = parse_since(since) if since is not None else None
+    except ValueError as error:
+        render.fail(str(error))
+        raise typer.Exit(2) from None
+    found = call(controller(start=False).events, api, limit, since_at)
     if as_json:
         render.print_json([e.model_dump(mode="json") for e in found])
+    elif found:
+        render.show(render.events_table(found))
     else:
-        render.out.print(render.events_table(found))
+        render.info("no events" + (" in that time" if since else ""))
 
 
-@controller_app.command("status")
+@controller_app.command("status", cls=FlagsCommand)
 def controller_status(as_json: JsonOption = False) -> None:
     """Whether a controller runs for this workbench home, and where."""
     from workbench.controller.launcher import running_controller
 
+    render.json_errors(as_json)
     config = running_controller()
     if as_json:
         render.print_json({"running": config is not None, "url": config.url if config else None})
     else:
-        render.out.print(f"controller running on {config.url}" if config else "no controller running")
+        render.out.print(render.plain(f"controller running on {config.url}" if config
+                                      else "no controller running"))
     if config is None:
         raise typer.Exit(1)
 
 
-@controller_app.command("stop")
+@controller_app.command("stop", cls=FlagsCommand)
 def controller_stop() -> None:
     """Stop the background controller (it drains first); replicas keep running."""
     from workbench.controller.launcher import stop_controller
 
-    render.out.print("controller stopped" if stop_controller() else "no controller was running")
+    if not stop_controller():
+        render.out.print("no controller was running")
+        return
+    serving = _agent_replicas()
+    render.out.print("controller stopped" + (
+        f"; the local agent still runs {serving} replica(s) (the router is down: start the controller "
+        "again with `workbench serve`, or `workbench agent stop` to stop the agent)" if serving else ""),
+        soft_wrap=True)
 
 
-@agent_app.command("start")
+def _agent_replicas() -> int:
+    """How many replicas the local agent runs (0 without an agent)."""
+    config = running_agent()
+    if config is None:
+        return 0
+    try:
+        with AgentClient(config.url, config.token, timeout=5.0) as client:
+            return sum(r.state.value not in ("stopping", "stopped") for r in client.replicas())
+    except WorkbenchError:
+        return 0
+
+
+@agent_app.command("start", cls=FlagsCommand)
 def agent_start() -> None:
     """Start the local agent in the background (the controller does this when needed)."""
     already = running_agent()
@@ -163,18 +207,19 @@ def agent_start() -> None:
     except LaunchFailed as error:
         render.fail(str(error))
         raise typer.Exit(1) from None
-    render.out.print(f"agent {'already ' if already else ''}running on {config.url}")
+    render.out.print(render.plain(f"agent {'already ' if already else ''}running on {config.url}"))
 
 
-@agent_app.command("stop")
+@agent_app.command("stop", cls=FlagsCommand)
 def agent_stop() -> None:
     """Stop the local agent; replicas keep serving and a new agent re-adopts them."""
     render.out.print("agent stopped" if stop_agent() else "no local agent was running")
 
 
-@agent_app.command("status")
+@agent_app.command("status", cls=FlagsCommand)
 def agent_status(as_json: JsonOption = False) -> None:
     """Whether the local agent runs, and what it sees of this host."""
+    render.json_errors(as_json)
     config = running_agent()
     if config is None:
         if as_json:
@@ -193,33 +238,10 @@ def agent_status(as_json: JsonOption = False) -> None:
         return
     docker = (f"docker {host.docker.version}" if host.docker.available
               else f"no docker ({host.docker.error})")
-    render.out.print(f"agent {host.agent_version} on {config.url}: {host.hostname} {host.os}/"
-                     f"{host.arch}, {host.cpu_count} CPUs, "
-                     f"{host.mem_available_bytes / 2**30:.1f}/{host.mem_total_bytes / 2**30:.1f} GiB free, "
-                     f"{docker}; runtimes: {', '.join(host.runtimes)}")
-
-
-@image_app.command("bootstrap")
-def image_bootstrap(
-    tag: Annotated[str, typer.Option(help="tag of the image to build")] = "workbench/python:3.11-bookworm",
-    suite: Annotated[str, typer.Option(help="Debian suite")] = "bookworm",
-    mirror: Annotated[str | None, typer.Option(help="Debian mirror URL")] = None,
-    force: Annotated[bool, typer.Option(help="rebuild even if the image exists")] = False,
-) -> None:
-    """Build a Python base image from Debian packages (for machines that cannot pull images)."""
-    from workbench.images.bootstrap import BootstrapError, bootstrap_base_image, image_exists
-
-    try:
-        if not force and image_exists(tag):
-            render.out.print(f"{tag} already exists (use --force to rebuild)")
-            return
-        with render.err.status(f"bootstrapping {tag} from Debian {suite}…") as status:
-            bootstrap_base_image(tag=tag, suite=suite, mirror=mirror,
-                                 progress=lambda line: status.update(f"{tag}: {line[:100]}"))
-    except BootstrapError as error:
-        render.fail(str(error))
-        raise typer.Exit(1) from None
-    render.out.print(f"[green]✓[/green] built {tag}")
+    render.out.print(render.plain(
+        f"agent {host.agent_version} on {config.url}: {host.hostname} {host.os}/{host.arch}, "
+        f"{host.cpu_count} CPUs, {host.mem_available_bytes / 2**30:.1f}/{host.mem_total_bytes / 2**30:.1f} "
+        f"GiB free, {docker}; runtimes: {', '.join(host.runtimes)}"), soft_wrap=True)
 
 
 def run() -> None:

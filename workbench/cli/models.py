@@ -10,14 +10,14 @@ from rich.table import Table
 
 from workbench.cli import render
 from workbench.cli.connect import call, controller
+from workbench.cli.options import FlagsCommand, FlagsGroup, JsonOption
 from workbench.spec.weights import parse_source
 from workbench.wire.control import HostModelsBody, ModelPullRequest
 from workbench.wire.errors import WorkbenchError
 from workbench.wire.model_cache import CachedModel, Meter
 
 model_app = typer.Typer(help="Model weights in the hosts' caches (each host keeps one copy of each).",
-                        no_args_is_help=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+                        no_args_is_help=True, cls=FlagsGroup)
 
 
 def size(count: int | None) -> str:
@@ -63,12 +63,13 @@ def caches_line(host: HostModelsBody) -> str:
             f"{size(cache.free_bytes)} free on disk")
 
 
-@model_app.command("list")
+@model_app.command("list", cls=FlagsCommand)
 def list_models(
     host: Annotated[str | None, typer.Option("--host", help="only this host")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Per host: each model version in its cache, its size, when it was last used and by which APIs."""
+    render.json_errors(as_json)
     found = call(controller(start=False).models, host)
     if as_json:
         render.print_json([h.model_dump(mode="json") for h in found])
@@ -78,7 +79,7 @@ def list_models(
         render.err.print(f"[dim]{caches_line(item)}[/dim]", highlight=False)
 
 
-@model_app.command("pull")
+@model_app.command("pull", cls=FlagsCommand)
 def pull(
     source: Annotated[str, typer.Argument(
         help="a folder or file here, hf://org/name[@revision], or https://…")],
@@ -93,6 +94,7 @@ def pull(
     as_json: JsonOption = False,
 ) -> None:
     """Put a model in a host's cache now (pre-warm a box), so replicas that need it start at once."""
+    render.json_errors(as_json)
     try:
         parsed = parse_source(source)
     except ValueError as error:
@@ -134,7 +136,7 @@ def pull(
         render.out.print(f"[green]✓[/green] {last.message}")
 
 
-@model_app.command("rm")
+@model_app.command("rm", cls=FlagsCommand)
 def remove(
     ref: Annotated[str, typer.Argument(help="a model's name, or the first 8+ digits of its version id")],
     host: Annotated[str | None, typer.Option(
@@ -142,6 +144,7 @@ def remove(
     as_json: JsonOption = False,
 ) -> None:
     """Remove a model from the hosts' caches (a host whose replicas use it keeps it)."""
+    render.json_errors(as_json)
     body = call(controller(start=False).remove_model, ref, host)
     if as_json:
         render.print_json(body.model_dump(mode="json"))

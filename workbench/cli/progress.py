@@ -6,7 +6,9 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.status import Status
+from rich.text import Text
 
+from workbench.cli.render import sanitize
 from workbench.wire.control import DeployEvent
 
 
@@ -28,6 +30,8 @@ class DeployDisplay:
 
     def show(self, event: DeployEvent) -> None:
         prefix = f"{event.api}: " if event.api else ""
+        if prefix and event.message.startswith(prefix):  # the controller named the API already
+            event = event.model_copy(update={"message": event.message[len(prefix):]})
         if event.kind == "build" and event.build is not None:
             build = event.build
             if build.kind == "step":
@@ -50,17 +54,20 @@ class DeployDisplay:
         if not self.live:
             self._line(text)
             return
+        shown = Text(sanitize(text))
         if self._status is None:
-            self._status = self.console.status(text)
+            self._status = self.console.status(shown)
             self._status.start()
         else:
-            self._status.update(text)
+            self._status.update(shown)
 
     def _line(self, text: str, dim: bool = False) -> None:
+        """A line as the build or the controller wrote it: never markup, never wrapped (a CI log
+        or a pipe keeps an image hash or an error whole)."""
         if text == self._last:
             return
         self._last = text
-        self.console.print(f"[dim]{text}[/dim]" if dim else text, markup=dim, highlight=False)
+        self.console.print(Text(sanitize(text), style="dim" if dim else ""), soft_wrap=True)
 
     def stop(self) -> None:
         if self._status is not None:

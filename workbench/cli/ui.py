@@ -3,10 +3,19 @@ started in the background when none runs (also what `workbench web` serves per b
 
 from __future__ import annotations
 
+import os
 import sys
 
 from workbench.clients.control import ControllerConfig
 from workbench.daemons import LaunchFailed
+
+
+def has_terminal() -> bool:
+    """Whether the UI has somewhere to draw: a terminal on stdin and stdout, or a browser tab
+    (textual-serve runs each tab's app with its web driver, over pipes)."""
+    if "web_driver" in os.environ.get("TEXTUAL_DRIVER", ""):
+        return True
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def controller_for_ui(embedded_ok: bool = True) -> tuple[ControllerConfig, str]:
@@ -29,8 +38,12 @@ def controller_for_ui(embedded_ok: bool = True) -> tuple[ControllerConfig, str]:
 
 
 def run_ui(embedded_ok: bool = True) -> None:
-    """Find (or start) the controller, then run the terminal UI against it until it quits."""
+    """Find (or start) the controller, then run the terminal UI against it until it quits; a UI
+    that ended on an error exits with status 1 (Textual has printed the error)."""
     config, origin = controller_for_ui(embedded_ok)
     from workbench.tui.app import WorkbenchApp
 
-    WorkbenchApp(config, origin).run()
+    app = WorkbenchApp(config, origin)
+    app.run()
+    if app.return_code:
+        raise SystemExit(app.return_code)

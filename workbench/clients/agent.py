@@ -23,7 +23,15 @@ from workbench.clients.core import (
     sync_call,
     sync_stream,
 )
-from workbench.wire.agent import BuildEvent, GpuReport, HostInfo, ReplicaInfo, ReplicaRequest
+from workbench.wire.agent import (
+    BuildEvent,
+    GpuReport,
+    HostInfo,
+    RemovedArtifact,
+    ReplicaInfo,
+    ReplicaRequest,
+    StoredArtifact,
+)
 from workbench.wire.errors import WorkbenchError
 from workbench.wire.model_cache import (
     BlobState,
@@ -40,6 +48,7 @@ from workbench.wire.model_cache import (
 from workbench.wire.replica import RuntimeKind
 
 _REPLICAS = TypeAdapter(list[ReplicaInfo])
+_ARTIFACTS = TypeAdapter(list[StoredArtifact])
 HEALTH_TIMEOUT = 2.0
 #: checking a large file received over SFTP reads it all once
 FINISH_TIMEOUT = httpx.Timeout(30.0, read=1800.0)
@@ -179,10 +188,26 @@ class AgentCalls:
                     timeout=FINISH_TIMEOUT, parse=_model(BlobState))
 
     @staticmethod
-    def logs(replica_id: str, *, tail: int = 100, follow: bool = False) -> Stream[str]:
-        """A replica's log lines; with follow, until the replica goes away."""
-        return Stream("GET", f"/v1/replicas/{quoted(replica_id)}/logs",
-                      params={"tail": tail, "follow": str(follow).lower()}, what="log", skip_blank=False)
+    def images() -> Call[list[StoredArtifact]]:
+        return Call("GET", "/v1/images", parse=lambda r: _ARTIFACTS.validate_json(r.content))
+
+    @staticmethod
+    def remove_image(runtime: RuntimeKind, artifact: str) -> Call[RemovedArtifact]:
+        return Call("DELETE", "/v1/images", params={"runtime": runtime, "artifact": artifact},
+                    timeout=httpx.Timeout(30.0, read=300.0), parse=_model(RemovedArtifact))
+
+    @staticmethod
+    def logs(replica_id: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False,
+             since: float | None = None) -> Stream[str]:
+        """A replica's log lines; with follow, until the replica goes away. `timestamps` leads each
+        with its RFC 3339 time; `since` (a Unix time) skips older lines."""
+        params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
+        if timestamps:
+            params["timestamps"] = "true"
+        if since is not None:
+            params["since"] = repr(since)
+        return Stream("GET", f"/v1/replicas/{quoted(replica_id)}/logs", params=params, what="log",
+                      skip_blank=False)
 
 
 Verify = bool | str | Path | ssl.SSLContext
@@ -227,6 +252,8 @@ class AgentClient(SyncCore):
     blob_state = sync_call(AgentCalls.blob_state)
     send_blob = sync_call(AgentCalls.send_blob)
     finish_blob = sync_call(AgentCalls.finish_blob)
+    images = sync_call(AgentCalls.images)
+    remove_image = sync_call(AgentCalls.remove_image)
 
 
 class AsyncAgentClient(AsyncCore):
@@ -267,3 +294,5 @@ class AsyncAgentClient(AsyncCore):
     blob_state = async_call(AgentCalls.blob_state)
     send_blob = async_call(AgentCalls.send_blob)
     finish_blob = async_call(AgentCalls.finish_blob)
+    images = async_call(AgentCalls.images)
+    remove_image = async_call(AgentCalls.remove_image)

@@ -40,6 +40,7 @@ from workbench.wire.control import (
     IdleRuleRequest,
     ModelPullRequest,
     ModelsRemovedBody,
+    PruneBody,
     RemovedHostBody,
     ScaleRequest,
 )
@@ -97,11 +98,18 @@ class ControlCalls:
         return Call("GET", f"/v1/hosts/{quoted(name)}", parse=_model(HostBody))
 
     @staticmethod
-    def events(api: str | None = None, limit: int = 100) -> Call[list[EventBody]]:
+    def events(api: str | None = None, limit: int = 100, since: float | None = None) -> Call[list[EventBody]]:
         params: dict[str, Any] = {"limit": limit}
         if api:
             params["api"] = api
+        if since is not None:
+            params["since"] = repr(since)
         return Call("GET", "/v1/events", params=params, parse=lambda r: _EVENT_LIST.validate_json(r.content))
+
+    @staticmethod
+    def prune_images(keep: int = 2, dry_run: bool = False) -> Call[PruneBody]:
+        return Call("POST", "/v1/images/prune", json={"keep": keep, "dry_run": dry_run}, timeout=_LONG,
+                    parse=_model(PruneBody))
 
     @staticmethod
     def deploy(request: DeployRequest) -> Stream[DeployEvent]:
@@ -110,11 +118,17 @@ class ControlCalls:
                       parse_line=DeployEvent.model_validate_json, what="deployment")
 
     @staticmethod
-    def logs(name: str, *, tail: int = 100, follow: bool = False, replica: str | None = None) -> Stream[str]:
-        """The API's replicas' log lines (merged); with follow, until the replicas go away."""
+    def logs(name: str, *, tail: int = 100, follow: bool = False, replica: str | None = None,
+             timestamps: bool = False, since: float | None = None) -> Stream[str]:
+        """The API's replicas' log lines (merged); with follow, until the replicas go away. With
+        timestamps each line starts with its RFC 3339 time; `since` (a Unix time) skips older ones."""
         params: dict[str, Any] = {"tail": tail, "follow": _flag(follow)}
         if replica:
             params["replica"] = replica
+        if timestamps:
+            params["timestamps"] = "true"
+        if since is not None:
+            params["since"] = repr(since)
         return Stream("GET", f"/v1/apis/{quoted(name)}/logs", params=params, what="log", skip_blank=False)
 
     @staticmethod
@@ -220,6 +234,7 @@ class ControlClient(SyncCore):
     remove_host = sync_call(ControlCalls.remove_host)
     add_host = sync_stream(ControlCalls.add_host)
     upgrade_host = sync_stream(ControlCalls.upgrade_host)
+    prune_images = sync_call(ControlCalls.prune_images)
     set_host = sync_call(ControlCalls.set_host)
     set_idle_rule = sync_call(ControlCalls.set_idle_rule)
     delete_idle_rule = sync_call(ControlCalls.delete_idle_rule)
@@ -253,6 +268,7 @@ class AsyncControlClient(AsyncCore):
     remove_host = async_call(ControlCalls.remove_host)
     add_host = async_stream(ControlCalls.add_host)
     upgrade_host = async_stream(ControlCalls.upgrade_host)
+    prune_images = async_call(ControlCalls.prune_images)
     set_host = async_call(ControlCalls.set_host)
     set_idle_rule = async_call(ControlCalls.set_idle_rule)
     delete_idle_rule = async_call(ControlCalls.delete_idle_rule)

@@ -30,6 +30,7 @@ from workbench.controller.fleet import Fleet, Host
 from workbench.controller.gpu_api import gpu_routes
 from workbench.controller.hosts import HostManager
 from workbench.controller.idle import IdleWatcher, check_rule, command_env, rule_body
+from workbench.controller.images import prune
 from workbench.controller.intake import DeployInputError
 from workbench.controller.metering import FleetMeter
 from workbench.controller.reconciler import Reconciler
@@ -40,7 +41,7 @@ from workbench.controller.views import Views, event_body
 from workbench.spec.models import AutoscalingSpec
 from workbench.spec.weights import ModelSpec
 from workbench.weights.resolve import resolve
-from workbench.wire.agent import ReplicaInfo, ReplicaState
+from workbench.wire.agent import LATEST_LOG_TIME, ReplicaInfo, ReplicaState
 from workbench.wire.control import (
     AddHostRequest,
     ApiDetail,
@@ -57,6 +58,8 @@ from workbench.wire.control import (
     IdleRuleRequest,
     ModelPullRequest,
     ModelsRemovedBody,
+    PruneBody,
+    PruneRequest,
     RemovedHostBody,
     RemovedModel,
     ScaleRequest,
@@ -180,15 +183,15 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
             raise BadRequest("give replicas (a fixed count) or min_replicas/max_replicas (autoscaled)")
         if spec.autoscaling is None:
             if body.min_replicas is not None or body.max_replicas is not None:
-                raise BadRequest(f"{name} has a fixed replica count; scale it with replicas "
-                                    "(or deploy it with an autoscaling block)")
+                raise BadRequest(f"{name} has a fixed replica count; scale it with --replicas N "
+                                 "(or deploy it with an autoscaling block for --min/--max)")
             assert body.replicas is not None
             new_spec = spec.model_copy(update={"replicas": body.replicas})
             desired = body.replicas
             text = f"replicas {record.desired_replicas} → {desired}"
         else:
             if body.replicas is not None:
-                raise BadRequest(f"{name} is autoscaled; set min_replicas and/or max_replicas instead")
+                raise BadRequest(f"{name} is autoscaled; set its bounds with --min N and/or --max N instead")
             bounds = spec.autoscaling.model_dump()
             for key in ("min_replicas", "max_replicas"):
                 if getattr(body, key) is not None:
@@ -208,7 +211,14 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         deps.events.record("scale", text, api=name, data=body.model_dump(exclude_none=True))
         deps.routes.sync()
         deps.reconciler.trigger()
-        return views.summary(record_of(name))
+        summary = views.summary(record_of(name))
+        more = desired - len(live_replicas(name))
+        if more > 0:  # say now what the reconciler would find: not all of them fit
+            placed, failed = deps.reconciler.room_for(record_of(name), more)
+            if failed is not None:
+                summary.message = (f"room for {placed} of {more} more replica(s) now ({failed.shortage}): "
+                                   f"{failed.reason}; the rest start when a host has room")
+        return summary
 
     @v1.post("/apis/{name}/replicas/{replica_id}/restart", status_code=202, responses={404: {}})
     async def restart_replica(name: str, replica_id: str) -> dict[str, Any]:
@@ -217,24 +227,28 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
         if not match:
             known = ", ".join(r.id for _, r in live_replicas(name)) or "none"
             raise NotFound(f"{name} has no replica {replica_id!r} (replicas: {known})")
-        deps.reconciler.replacing.add(replica_id)
         deps.events.record("replica", f"restart of replica {replica_id} requested (replaced by a new one)",
                            api=name, data={"replica": replica_id})
-        deps.reconciler.trigger()
+        deps.reconciler.restart(name, replica_id)
         return {"name": name, "replica": replica_id, "message": "a new replica replaces it once ready"}
 
     @v1.get("/apis/{name}/logs", response_class=PlainTextResponse, responses={404: {}})
     async def logs(name: str, tail: int = Query(100, ge=0, le=100_000), follow: bool = False,
-                   replica: str | None = None) -> Response:
+                   replica: str | None = None,
+                   timestamps: bool = Query(False, description="lead each line with its RFC 3339 time"),
+                   since: float | None = Query(None, ge=0, le=LATEST_LOG_TIME,
+                                               description="only lines written at or after this Unix "
+                                               "time")) -> Response:
         record_of(name)
         pairs = [(h, r) for h, r in live_replicas(name) if replica is None or r.id == replica]
         if replica is not None and not pairs:
             raise NotFound(f"{name} has no replica {replica!r}")
         prefix = len(pairs) > 1
+        query = _LogQuery(tail, timestamps, since)
         if not follow:
-            chunks = await asyncio.gather(*(_tail(h, r, tail, prefix) for h, r in pairs))
+            chunks = await asyncio.gather(*(_tail(h, r, query, prefix) for h, r in pairs))
             return PlainTextResponse("".join(chunks))
-        return StreamingResponse(_follow(pairs, tail, prefix), media_type="text/plain")
+        return StreamingResponse(_follow(pairs, query, prefix), media_type="text/plain")
 
     @v1.get("/hosts", response_model=list[HostBody])
     async def hosts() -> list[HostBody]:
@@ -470,9 +484,24 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
                                data=gone.model_dump())
         return body
 
-    @v1.get("/events", response_model=list[EventBody])
-    async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[EventBody]:
-        return [event_body(e) for e in store.events(api, limit)]
+    @v1.get("/events", response_model=list[EventBody], responses={404: {"description": "unknown API"}})
+    async def events(api: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                     since: float | None = Query(None, description="only events at or after this "
+                                                 "time (seconds since the epoch)")) -> list[EventBody]:
+        found = store.events(api, limit, since=since)
+        if api is not None and not found and store.get_api(api) is None and not store.events(api, 1):
+            record_of(api)  # a name nothing ever happened to: 404, as everywhere
+        return [event_body(e) for e in found]
+
+    @v1.post("/images/prune", response_model=PruneBody)
+    async def prune_images(body: PruneRequest) -> PruneBody:
+        pruned = await prune(store, fleet, body)
+        if pruned.removed and not body.dry_run:
+            freed = sum(i.size_bytes or 0 for i in pruned.removed)
+            deps.events.record("image", f"pruned {len(pruned.removed)} image(s), {freed / 2**20:.0f} MiB "
+                               f"(kept the last {body.keep} version(s) of each deployed API)",
+                               data={"removed": [i.artifact for i in pruned.removed]})
+        return pruned
 
     app.include_router(v1)
 
@@ -488,23 +517,45 @@ def create_control_api(deps: ControlDeps) -> FastAPI:
     return app
 
 
-async def _tail(host: Host, replica: ReplicaInfo, tail: int, prefix: bool) -> str:
+@dataclass(frozen=True)
+class _LogQuery:
+    tail: int
+    timestamps: bool = False
+    since: float | None = None
+
+
+async def _tail(host: Host, replica: ReplicaInfo, query: _LogQuery, prefix: bool) -> str:
     mark = f"[{replica.id}] " if prefix else ""
     try:
-        lines = [line async for line in host.client.logs(replica.id, tail=tail)]
+        lines = [line async for line in host.client.logs(replica.id, tail=query.tail,
+                                                         timestamps=query.timestamps, since=query.since)]
     except WorkbenchError as error:
         return f"{mark}(logs unavailable: {error.status or error})\n"
-    return "".join(f"{mark}{line}\n" for line in lines)
+    return "".join(f"{mark}{_untagged(line, replica.id) if mark else line}\n" for line in lines)
 
 
-async def _follow(pairs: list[tuple[Host, ReplicaInfo]], tail: int, prefix: bool) -> AsyncIterator[bytes]:
+def _untagged(line: str, replica_id: str) -> str:
+    """A line the predictor runtime tagged with its replica (``workbench: [id] serving…``) without
+    the tag, where the merge leads the line with the same ``[id]`` (its time may come first)."""
+    tag = f"workbench: [{replica_id}] "
+    stamp, _, rest = line.partition(" ")
+    if line.startswith(tag):
+        return "workbench: " + line[len(tag):]
+    if rest.startswith(tag):
+        return f"{stamp} workbench: {rest[len(tag):]}"
+    return line
+
+
+async def _follow(pairs: list[tuple[Host, ReplicaInfo]], query: _LogQuery,
+                  prefix: bool) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
 
     async def pump(host: Host, replica: ReplicaInfo) -> None:
         mark = f"[{replica.id}] " if prefix else ""
         try:
-            async for line in host.client.logs(replica.id, tail=tail, follow=True):
-                await queue.put(f"{mark}{line}\n".encode())
+            async for line in host.client.logs(replica.id, tail=query.tail, follow=True,
+                                               timestamps=query.timestamps, since=query.since):
+                await queue.put(f"{mark}{_untagged(line, replica.id) if mark else line}\n".encode())
         except WorkbenchError as error:
             await queue.put(f"{mark}(log stream ended: {error})\n".encode())
         finally:

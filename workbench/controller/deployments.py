@@ -23,10 +23,11 @@ from workbench.controller.build import (
 )
 from workbench.controller.events import Events
 from workbench.controller.fleet import Fleet, Host
-from workbench.controller.intake import DeployOrder, check_against, read_order
+from workbench.controller.intake import DeployInputError, DeployOrder, check_against, read_order
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.replica_request import replica_request
 from workbench.controller.routes import RouteSync
+from workbench.controller.scheduler import HostView, capacity_text, demand_for, demand_text, fits_ever
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.spec.loader import LoadedSpec, LoadedSplitter
@@ -58,7 +59,27 @@ class Deployments:
         """The request checked once (DeployInputError, a 400, when it is wrong)."""
         order = await asyncio.to_thread(read_order, request)
         check_against(order, self.store)
+        self._check_capacity(order)
         return order
+
+    def _check_capacity(self, order: DeployOrder) -> None:
+        """A replica no host could ever hold (its totals, whatever runs there now) fails the deploy
+        here, naming the largest host, instead of waiting as pending forever."""
+        hosts = [h for h in self.fleet.hosts.values() if h.schedulable and h.info is not None]
+        if not hosts:
+            return  # the stream says no host is reachable
+        for loaded in order.apis:
+            demand = demand_for(loaded.spec.compute)
+            views = [HostView(name=h.name, reachable=True, info=h.info) for h in hosts]
+            if any(fits_ever(view, demand) for view in views):
+                continue
+            largest = max(hosts, key=lambda h: (h.info.cpu_count, h.info.mem_total_bytes,  # type: ignore[union-attr]
+                                                len(h.info.gpus)))  # type: ignore[union-attr]
+            assert largest.info is not None
+            raise DeployInputError(
+                f"{loaded.spec.name}: no host could ever run a replica: it asks for {demand_text(demand)} "
+                f"and the largest host, {largest.name}, has {capacity_text(largest.info)}; lower `compute` "
+                f"in {order.file.name} or add a larger host (`workbench host add`). Nothing was deployed")
 
     # -- the stream --------------------------------------------------------------------------
     async def stream(self, order: DeployOrder) -> AsyncIterator[DeployEvent]:
@@ -140,6 +161,10 @@ class Deployments:
         if spec.autoscaling is not None and existing is not None and existing.kind == "api":
             bounds = spec.autoscaling
             desired = min(max(existing.desired_replicas, bounds.min_replicas), bounds.max_replicas)
+        notes: list[str] = []
+        if existing is not None and existing.kind == "api" and existing.desired_replicas != desired:
+            # a `workbench scale` since the last deploy: the file wins, and the user hears it
+            notes.append(f"replicas {existing.desired_replicas} → {desired}, as {order.file.name} says")
         hash_changed = existing is None or existing.spec_hash != request.spec_hash
         rollout_from: int | None = None
         if hash_changed:
@@ -158,7 +183,8 @@ class Deployments:
         self.store.put_api(record)
         self.store.add_history(record)
         what = "new API" if existing is None else ("new replicas" if hash_changed else "settings only")
-        self.events.record("deploy", f"version {record.version} ({what}, {desired} replica(s))",
+        self.events.record("deploy", f"version {record.version} ({what}, {desired} replica(s))"
+                           + "".join(f"; {note}" for note in notes),
                            api=spec.name, data={"version": record.version, "spec_hash": record.spec_hash,
                                                 "artifact": artifact, "built": built, "runtime": runtime,
                                                 "models": {m.manifest.name: m.id for m in models}})
@@ -180,7 +206,7 @@ class Deployments:
                 raise DeployError(status.message, status.log_tail)
         results.append(DeployResultBody(name=spec.name, runtime=runtime, artifact=artifact, built=built,
                                         replaced=len(outdated) if hash_changed else 0,
-                                        endpoint=self.endpoint(spec.name)))
+                                        endpoint=self.endpoint(spec.name), notes=notes))
 
     async def _build(self, host: Host, plan: ArtifactPlan, outcome: list[bool]) -> AsyncIterator[DeployEvent]:
         """Put the plan's artifact on `host`, forwarding its progress as DeployEvents as they happen."""

@@ -22,7 +22,15 @@ from workbench.controller.model_sync import ModelSync
 from workbench.controller.replica_request import replica_request
 from workbench.controller.rollout import ReplicaView, plan
 from workbench.controller.routes import RouteSync
-from workbench.controller.scheduler import Demand, HostView, demand_for, gpu_usage, note_placed, place
+from workbench.controller.scheduler import (
+    Demand,
+    HostView,
+    Placement,
+    demand_for,
+    gpu_usage,
+    note_placed,
+    place,
+)
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.weights.resolve import PlannedModel
@@ -55,6 +63,35 @@ def demand_of(record: ApiRecord | None) -> Demand:
     return demand_for(record.api_spec().compute)
 
 
+class _Room:
+    """Per host, what replicas reserve (CPU, memory, GPUs) and how many are the placed API's,
+    updated as a pass places more."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.used: dict[str, Demand] = {}
+        self.mine: Counter[str] = Counter()
+        self.gpus: dict[str, dict[str, float]] = {}
+        self.whole: dict[str, set[str]] = {}
+
+    def reserve(self, host: str, demand: Demand, *, mine: bool) -> None:
+        u = self.used.get(host, Demand())
+        self.used[host] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
+        if mine:
+            self.mine[host] += 1
+
+    def take(self, host: str, demand: Demand, gpu_ids: list[str]) -> None:
+        self.reserve(host, demand, mine=True)
+        note_placed(self.gpus, self.whole, host, gpu_ids, demand)
+
+    def views(self, lacking: set[str]) -> list[HostView]:
+        return [HostView(name=h.name, reachable=h.schedulable and h.name not in lacking, info=h.info,
+                         used=self.used.get(h.name, Demand()), api_replicas=self.mine[h.name],
+                         gpu_alloc=self.gpus.get(h.name, {}),
+                         gpu_exclusive=frozenset(self.whole.get(h.name, ())))
+                for h in self.fleet.hosts.values()]
+
+
 class Reconciler:
     def __init__(self, store: Store, fleet: Fleet, events: Events, routes: RouteSync,
                  tracker: RolloutTracker):
@@ -65,6 +102,7 @@ class Reconciler:
         self.tracker = tracker
         self.retiring: dict[str, asyncio.Task[None]] = {}
         self.replacing: set[str] = set()  # replica ids to replace (restart / self-healing)
+        self.restarting: dict[str, str] = {}  # replica id -> API: restarts asked for, until back
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
         self._failed_since: dict[str, float] = {}
@@ -148,6 +186,8 @@ class Reconciler:
                 self.retire(host, info)
         if step.create:
             await self._create(record, step.create, records)
+        if self.restarting and not rolling:
+            self._note_restarted(record, step.new_ready)
         if rolling and step.settled:
             self.store.put_api(record.evolve(rollout_from=None, message=None, updated_at=time.time()))
             for _, info, _ in entries:
@@ -179,6 +219,33 @@ class Reconciler:
                                    api=record.name,
                                    data={"replica": info.id, "log_tail": info.log_tail[-10:]})
 
+    def _room(self, record: ApiRecord, records: dict[str, ApiRecord]) -> _Room:
+        """What every host has reserved now (replicas of every API, leaving ones included)."""
+        room = _Room(self.fleet)
+        for host, replica in self.fleet.replicas():
+            if replica.state in GONE_STATES:
+                continue
+            room.reserve(host.name, demand_of(records.get(replica.api)), mine=replica.api == record.name
+                         and replica.id not in self.retiring)
+        room.gpus, room.whole = gpu_usage((h.name, r) for h, r in self.fleet.replicas()
+                                          if r.state not in GONE_STATES)
+        return room
+
+    def room_for(self, record: ApiRecord, count: int) -> tuple[int, Placement | None]:
+        """How many of `count` more replicas of `record` fit now, and (when not all) the placement
+        that failed, with its reason: what `scale` warns about before the reconciler tries."""
+        records = {r.name: r for r in self.store.apis()}
+        room = self._room(record, records)
+        runtime = "docker" if record.runtime == "docker" else "process"
+        lacking = self.catchup.excluded(record.artifact) if record.artifact else set()
+        demand = demand_of(record)
+        for placed in range(count):
+            placement = place(demand, runtime, room.views(lacking))
+            if placement.host is None:
+                return placed, placement
+            room.take(placement.host, demand, placement.gpu_ids)
+        return count, None
+
     async def _create(self, record: ApiRecord, count: int, records: dict[str, ApiRecord]) -> None:
         spec = record.api_spec()
         assert record.runtime and record.artifact and record.image_hash and record.spec_hash
@@ -187,17 +254,7 @@ class Reconciler:
         request = replica_request(spec, runtime, record.artifact, record.image_hash,
                                   [m.mount_spec() for m in models] or None)
         demand = demand_of(record)
-        used: dict[str, Demand] = {}
-        mine: Counter[str] = Counter()
-        for host, replica in self.fleet.replicas():
-            if replica.state in GONE_STATES:
-                continue
-            d = demand_of(records.get(replica.api))
-            u = used.get(host.name, Demand())
-            used[host.name] = Demand(u.cpu + d.cpu, u.mem + d.mem)
-            if replica.api == record.name and replica.id not in self.retiring:
-                mine[host.name] += 1
-        gpus, whole = gpu_usage((h.name, r) for h, r in self.fleet.replicas() if r.state not in GONE_STATES)
+        room = self._room(record, records)
         lacking = self.catchup.excluded(record.artifact)  # building it there, or that build failed
         # replicas placed on hosts that wait for their models: those whose models are there now
         # start first (on that host), the others keep waiting; a host whose transfer failed is
@@ -212,16 +269,15 @@ class Reconciler:
                 due += [name] * waiting
             else:
                 count -= waiting
-                mine[name] += waiting
+                room.mine[name] += waiting
         if models:
             lacking = lacking | {h for h in self.fleet.hosts if self.models.failure(h, models) is not None}
         while count > 0:
             only = due.pop(0) if due else None
-            hosts = [HostView(name=h.name, reachable=h.schedulable and h.name not in lacking, info=h.info,
-                              used=used.get(h.name, Demand()), api_replicas=mine[h.name],
-                              gpu_alloc=gpus.get(h.name, {}), gpu_exclusive=frozenset(whole.get(h.name, ())))
-                     for h in self.fleet.hosts.values() if only is None or h.name == only]
-            placement = place(demand, runtime, hosts)
+            views = room.views(lacking)
+            if only is not None:
+                views = [view for view in views if view.name == only]
+            placement = place(demand, runtime, views)
             if only is not None:
                 self.models.release(record.name, record.spec_hash, only)
                 if placement.host is None:
@@ -229,15 +285,15 @@ class Reconciler:
             elif placement.host is not None and models and not self.models.ready(placement.host, models):
                 self.models.reserve(record.name, record.spec_hash, self.fleet.hosts[placement.host], models)
                 count -= 1
-                u = used.get(placement.host, Demand())
-                used[placement.host] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
-                mine[placement.host] += 1
+                room.reserve(placement.host, demand, mine=True)
                 continue
             if placement.host is None:
+                if self._stop_first(record):
+                    return  # a replica being restarted frees its room first; the next pass starts it
                 building = sorted(lacking & {h.name for h in self.fleet.hosts.values() if h.schedulable})
-                note = f" (building it on {', '.join(building)})" if building else ""
-                self._set_message(record, f"pending: no host has room for a replica: {placement.reason}"
-                                  f"{note}")
+                building_note = f" (building it on {', '.join(building)})" if building else ""
+                self._set_message(record, f"pending ({placement.shortage}): no host has room for a "
+                                  f"replica: {placement.reason}{building_note}")
                 return
             host = self.fleet.hosts[placement.host]
             pinned = request.model_copy(update={"gpu_ids": placement.gpu_ids, "gpu_share": demand.gpu_share
@@ -255,12 +311,46 @@ class Reconciler:
                 return
             count -= 1
             self.fleet.note_created(host.name, info)
-            u = used.get(host.name, Demand())
-            used[host.name] = Demand(u.cpu + demand.cpu, u.mem + demand.mem)
-            mine[host.name] += 1
-            note_placed(gpus, whole, host.name, placement.gpu_ids, demand)
+            room.take(host.name, demand, placement.gpu_ids)
             log.info("%s: created replica %s on %s", record.name, info.id, host.name)
         self._set_message(record, None)
+
+    # -- restarts ----------------------------------------------------------------------------
+    def restart(self, api: str, replica_id: str) -> None:
+        """Replace a replica: a new one starts, then the old one stops; when no host has room
+        for both, the old one stops first. An event says when the API is back."""
+        self.replacing.add(replica_id)
+        self.restarting[replica_id] = api
+        self.trigger()
+
+    def _stop_first(self, record: ApiRecord) -> bool:
+        """No room for the replacement of a replica being restarted: stop that replica now
+        (True while one of this API's restarted replicas is stopping or was just stopped)."""
+        mine = [(h, r) for h, r in self.fleet.replicas(record.name)
+                if r.id in self.restarting and r.state not in GONE_STATES]
+        if any(r.id in self.retiring for _, r in mine):
+            return True
+        waiting = [(h, r) for h, r in mine if h.reachable]
+        if not waiting:
+            return False
+        host, replica = waiting[0]
+        self.events.record("replica", f"no host has room for a new replica beside {replica.id}: "
+                           f"stopping it on {host.name} first, then starting its replacement",
+                           api=record.name, data={"replica": replica.id})
+        self.retire(host, replica)
+        return True
+
+    def _note_restarted(self, record: ApiRecord, step_ready: int) -> None:
+        """An event once a restarted replica is gone and the API has its replicas ready again."""
+        present = {r.id for _, r in self.fleet.replicas(record.name) if r.state not in GONE_STATES}
+        for replica_id, api in list(self.restarting.items()):
+            if api != record.name or replica_id in present or replica_id in self.retiring:
+                continue
+            if step_ready >= record.desired_replicas:
+                del self.restarting[replica_id]
+                self.events.record("replica", f"replica {replica_id} restarted: {step_ready}/"
+                                   f"{record.desired_replicas} replicas ready again", api=record.name,
+                                   data={"replica": replica_id})
 
     def _set_message(self, record: ApiRecord, message: str | None) -> None:
         current = self.store.get_api(record.name)
@@ -281,7 +371,7 @@ class Reconciler:
         left = "the previous version keeps serving" if previous else "nothing was deployed"
         what = "server" if record.api_spec().container is not None else "predictor"
         message = (f"{record.name}: replica {failed.id} failed to start: {reason}; {left}. "
-                   f"Fix the {what} and deploy again; its output is below.")
+                   f"Fix the {what} and deploy again")
         for host, replica, view in entries:
             if view.spec_hash == record.spec_hash and host.reachable:
                 self.retire(host, replica)
@@ -291,7 +381,7 @@ class Reconciler:
         else:
             self.store.delete_api(record.name)
         self.events.record("rollout", message, api=record.name, level=logging.WARNING,
-                           data={"version": record.version, "replica": failed.id, "log_tail": tail[-20:],
+                           data={"version": record.version, "replica": failed.id, "log_tail": tail[-50:],
                                  "reverted_to": previous.version if previous else None})
         self.tracker.finish(record.name, record.version, failed=True, message=message, log_tail=tail)
         self.routes.sync()

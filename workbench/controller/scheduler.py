@@ -54,6 +54,17 @@ class Placement:
     host: str | None
     reason: str | None = None  # why no host fits
     gpu_ids: list[str] = field(default_factory=list)
+    #: what the hosts lack, in a word or two: "no CPU", "no CPU/memory", "no GPU", "no host"
+    shortage: str | None = None
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """Why a host does not fit: the sentence, and what it lacks ("CPU", "memory", "GPU", or
+    "host" when it is unreachable or has not the runtime)."""
+
+    reason: str
+    lacks: str
 
 
 def _allocated(host: HostView, gpu: GpuInfo) -> float:
@@ -86,37 +97,85 @@ def free_gpus(host: HostView, demand: Demand) -> list[GpuInfo]:
     return [g for g in gpus if _gpu_free(host, g, demand)]
 
 
-def _gpu_shortage(host: HostView, demand: Demand, free: int) -> str:
-    gpus = host.info.gpus if host.info else []
+def _gpu_wants(demand: Demand) -> str:
     wants = [f"{demand.gpu}" if demand.gpu_share is None else f"{demand.gpu_share:g} of a GPU"]
     if demand.gpu_type:
         wants.append(f"type {demand.gpu_type}")
     if demand.gpu_memory:
         wants.append(f"{demand.gpu_memory / 2**30:g} GiB free each")
+    return ", ".join(wants)
+
+
+def _gpu_shortage(host: HostView, demand: Demand, free: int) -> str:
+    gpus = host.info.gpus if host.info else []
     if not gpus:
-        return f"{host.name}: no GPUs, needs {', '.join(wants)}"
-    return f"{host.name}: {free} GPUs free of {len(gpus)}, needs {', '.join(wants)}"
+        return f"{host.name}: no GPUs, needs {_gpu_wants(demand)}"
+    return f"{host.name}: {free} GPUs free of {len(gpus)}, needs {_gpu_wants(demand)}"
 
 
-def _fits(host: HostView, demand: Demand, runtime: str) -> str | None:
+def _cores(value: float) -> str:
+    return f"{value:g} core{'' if value == 1 else 's'}"
+
+
+def _fits(host: HostView, demand: Demand, runtime: str) -> Shortfall | None:
     if not host.reachable or host.info is None:
-        return f"{host.name} is not reachable"
+        return Shortfall(f"{host.name} is not reachable", "host")
     info = host.info
     if runtime not in info.runtimes or (runtime == "docker" and not info.docker.available):
-        return f"{host.name} has no {runtime} runtime"
+        return Shortfall(f"{host.name} has no {runtime} runtime", "host")
+    # what replicas placed here ask for is reserved for them, used or not
     free_cpu = info.cpu_count - host.used.cpu
     if demand.cpu > free_cpu + 1e-9:
-        return (f"{host.name} lacks CPU: {demand.cpu:g} cores wanted, "
-                f"{max(free_cpu, 0):g} of {info.cpu_count} free")
+        return Shortfall(f"{host.name} lacks CPU: {_cores(demand.cpu)} wanted, "
+                         f"{min(host.used.cpu, info.cpu_count):g} of {info.cpu_count} reserved by replicas",
+                         "CPU")
     free_mem = info.mem_total_bytes - host.used.mem
     if demand.mem > free_mem:
-        return (f"{host.name} lacks memory: {demand.mem / 2**20:.0f} MiB wanted, "
-                f"{max(free_mem, 0) / 2**20:.0f} MiB free")
+        return Shortfall(f"{host.name} lacks memory: {demand.mem / 2**20:.0f} MiB wanted, "
+                         f"{min(host.used.mem, info.mem_total_bytes) / 2**20:.0f} of "
+                         f"{info.mem_total_bytes / 2**20:.0f} MiB reserved by replicas", "memory")
     if demand.gpu:
         free = len(free_gpus(host, demand))
         if free < demand.gpu:
-            return _gpu_shortage(host, demand, free)
+            return Shortfall(_gpu_shortage(host, demand, free), "GPU")
     return None
+
+
+def fits_ever(host: HostView, demand: Demand, runtime: str | None = None) -> bool:
+    """Whether one replica of `demand` fits `host` when nothing else runs there: its total cores,
+    memory and GPUs (GPU memory counted whole, not free), whatever replicas hold now."""
+    info = host.info
+    if info is None or (runtime is not None and runtime not in info.runtimes):
+        return False
+    if demand.cpu > info.cpu_count + EPSILON or demand.mem > info.mem_total_bytes:
+        return False
+    if not demand.gpu:
+        return True
+    usable = [g for g in info.gpus if g.error is None
+              and (not demand.gpu_type or demand.gpu_type.lower() in (g.name or "").lower())
+              and (not demand.gpu_memory or (g.memory_total_bytes or 0) >= demand.gpu_memory)]
+    return len(usable) >= demand.gpu
+
+
+def capacity_text(info: HostInfo) -> str:
+    """A host's totals as a deploy error names them: "2 cores, 7.6 GiB, 1 GPU"."""
+    gpus = [g for g in info.gpus if g.error is None]
+    text = f"{_cores(info.cpu_count)}, {info.mem_total_bytes / 2**30:.1f} GiB memory"
+    if gpus:
+        text += f", {len(gpus)} GPU{'' if len(gpus) == 1 else 's'}"
+    return text
+
+
+def demand_text(demand: Demand) -> str:
+    """What one replica asks for: "64 cores, 512 MiB memory, 1 GPU"."""
+    parts = []
+    if demand.cpu:
+        parts.append(_cores(demand.cpu))
+    if demand.mem:
+        parts.append(f"{demand.mem / 2**20:.0f} MiB memory")
+    if demand.gpu:
+        parts.append(f"{_gpu_wants(demand)} GPU")
+    return ", ".join(parts) or "nothing"
 
 
 def choose_gpus(host: HostView, demand: Demand, policy: Policy = "spread") -> list[str]:
@@ -137,7 +196,7 @@ def _free_gpu_count(host: HostView) -> float:
 
 def place(demand: Demand, runtime: str, hosts: list[HostView], policy: Policy = "spread") -> Placement:
     """Pick a host (and its GPUs) for one more replica, or say which host lacks what."""
-    reasons: list[str] = []
+    reasons: list[Shortfall] = []
     fitting: list[HostView] = []
     for host in hosts:
         reason = _fits(host, demand, runtime)
@@ -146,7 +205,10 @@ def place(demand: Demand, runtime: str, hosts: list[HostView], policy: Policy = 
         else:
             reasons.append(reason)
     if not fitting:
-        return Placement(None, "; ".join(reasons) or "no hosts")
+        lacking = sorted({r.lacks for r in reasons if r.lacks != "host"},
+                         key=["CPU", "memory", "GPU"].index)
+        shortage = "no " + "/".join(lacking) if lacking else "no host"
+        return Placement(None, "; ".join(r.reason for r in reasons) or "no hosts", shortage=shortage)
 
     def free_cpu(h: HostView) -> float:
         return (h.info.cpu_count if h.info else 0) - h.used.cpu

@@ -378,6 +378,17 @@ class Store:
         self._run("INSERT OR REPLACE INTO api_history VALUES (?, ?, ?, ?)",
                   (record.name, record.version, json.dumps(body), time.time()))
 
+    def recent_artifacts(self, name: str, count: int) -> list[str]:
+        """The artifacts of `name`'s last `count` versions that had one, newest first."""
+        found: list[str] = []
+        for row in self._all("SELECT record FROM api_history WHERE api = ? ORDER BY version DESC", (name,)):
+            artifact = json.loads(row["record"]).get("artifact")
+            if artifact and artifact not in found:
+                found.append(artifact)
+                if len(found) == count:
+                    break
+        return found
+
     def history(self, name: str, version: int) -> ApiRecord | None:
         rows = self._all("SELECT record FROM api_history WHERE api = ? AND version = ?", (name, version))
         if not rows:
@@ -399,13 +410,16 @@ class Store:
     def events(self, api: str | None = None, limit: int = 100,
                since: float | None = None) -> list[EventRecord]:
         """The last `limit` events (of `api`; at or after `since`), oldest first."""
-        if api is None:
-            rows = self._all("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        elif since is None:
-            rows = self._all("SELECT * FROM events WHERE api = ? ORDER BY id DESC LIMIT ?", (api, limit))
-        else:
-            rows = self._all("SELECT * FROM events WHERE api = ? AND at >= ? ORDER BY id DESC LIMIT ?",
-                             (api, since, limit))
+        where: list[str] = []
+        args: list[Any] = []
+        if api is not None:
+            where.append("api = ?")
+            args.append(api)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._all(f"SELECT * FROM events {clause}ORDER BY id DESC LIMIT ?", (*args, limit))
         return [EventRecord(id=r["id"], at=r["at"], api=r["api"], kind=r["kind"], message=r["message"],
                             data=json.loads(r["data"])) for r in reversed(rows)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from workbench.controller.cost import LiveHost
@@ -55,19 +56,33 @@ def status_of(record: ApiRecord, counts: ReplicaCounts) -> ApiStatus:
     message = record.message or ""
     if record.kind == "traffic_splitter":
         return "splitter"
-    if message.startswith("pending"):
-        return "pending"
+    pending = message.startswith("pending")
+    if pending and counts.ready == 0 and counts.up_to_date == 0:
+        return "pending"  # nothing runs: every replica waits for room
+    if pending and counts.ready and counts.up_to_date == counts.ready:
+        return "live"  # serving what fits (a rollout waits for the rest); the note says how many
     if record.rollout_from == 0:
         return "starting"
     if record.rollout_from is not None:
         return "updating"
     if record.desired_replicas == 0 and counts.ready == 0:
-        return "scaled_to_zero"
+        return "scaled-to-zero"
     if counts.ready == 0:
         return "error" if counts.failed or message.startswith("error") else "starting"
     if counts.ready < record.desired_replicas or counts.up_to_date != counts.ready:
         return "updating"
     return "live"
+
+
+def pending_note(record: ApiRecord, running: int) -> str | None:
+    """"1 pending: no CPU" while replicas asked for wait for a host with room (the reconciler's
+    message reads "pending (no CPU): no host has room …")."""
+    message = record.message or ""
+    waiting = record.desired_replicas - running
+    if not message.startswith("pending") or waiting <= 0:
+        return None
+    shortage = re.match(r"pending \(([^)]*)\)", message)
+    return f"{waiting} pending: {shortage.group(1) if shortage else 'no room'}"
 
 
 class Views:
@@ -139,6 +154,7 @@ class Views:
             artifact=record.artifact, spec_hash=record.spec_hash, updated_at=record.updated_at,
             endpoint=f"{self.base_url}/{record.name}", traffic=_traffic(self._traffic_of(record.name)),
             autoscaling=autoscaling, split=split, message=record.message or self._waiting(record),
+            note=pending_note(record, len(replicas)) if record.kind == "api" else None,
         )
 
     def _waiting(self, record: ApiRecord) -> str | None:

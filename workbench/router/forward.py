@@ -42,6 +42,7 @@ from .proxy import (
     relay_body,
     response_headers,
     send_buffered,
+    too_large_text,
 )
 from .request import IncomingRequest
 from .retry import RetryBudget
@@ -281,7 +282,7 @@ class Forwarder:
         limit = route.max_body_bytes
         content_length = request.content_length
         if content_length is not None and content_length > limit:
-            return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
+            return await error_answer(send, 413, too_large_text(limit), request_id=rid)
         if request.has_body:
             try:
                 request.body = await read_body(receive, limit)
@@ -348,8 +349,7 @@ class Forwarder:
             if outcome is AttemptOutcome.CLIENT_CANCELLED:
                 return exchange.status or 499  # (its status when the client left mid-stream)
             if outcome is AttemptOutcome.BODY_TOO_LARGE:
-                limit = route.max_body_bytes
-                return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
+                return await error_answer(send, 413, too_large_text(route.max_body_bytes), request_id=rid)
             if outcome is AttemptOutcome.CLIENT_GONE:
                 return 499
             if outcome is AttemptOutcome.NOT_FORWARDABLE:

@@ -14,6 +14,7 @@ import aiohttp
 from yarl import URL
 
 from workbench.wire.errors import ConnectionFailed, TooLarge, error_body
+from workbench.wire.sizes import size_text
 
 from .asgi import Receive, Send
 from .pool import EndpointState
@@ -41,7 +42,12 @@ class ClientGone(ConnectionFailed):
 
 
 def body_too_large(limit: int) -> TooLarge:
-    return TooLarge(f"request body over {limit} bytes")
+    return TooLarge(too_large_text(limit))
+
+
+def too_large_text(limit: int) -> str:
+    """A 413's words: the limit, and the setting that raises it."""
+    return f"request body over {size_text(limit)}: the API's serving.max_body_bytes in workbench.yaml"
 
 
 class StreamedBody:

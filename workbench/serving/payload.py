@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from workbench.wire.errors import BadRequest
+from workbench.wire.sizes import size_text
 
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
@@ -52,7 +53,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> str:
-    return f"request body larger than max_body_bytes ({limit} bytes)"
+    return f"request body larger than {size_text(limit)}: the API's serving.max_body_bytes in workbench.yaml"
 
 
 def split_content_type(value: str | None) -> tuple[str, dict[str, str]]:

@@ -18,6 +18,7 @@ from pydantic import (
 
 from workbench.spec.weights import ModelSpec, check_models
 from workbench.wire.replica import CONTAINER_PORT, ServingConfig
+from workbench.wire.sizes import parse_bytes
 
 API_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -26,25 +27,6 @@ PIP_REQUIREMENT = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._\-]*(\[[A-Za-z0-9,._\-]+\])?"
     r"([<>=!~]=?[^\s;]+(,[<>=!~]=?[^\s;,]+)*)?$"
 )
-
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_bytes(value: Any) -> Any:
-    """Accept 512Mi, 2Gi, 1G, 1000000 or a plain int; leave anything else for pydantic."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 512Mi or 2Gi, not a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?\s*", value)
-        if not match:
-            raise ValueError(f"{value!r} is not a size; use e.g. 512Mi, 2Gi or 1G")
-        number, unit = match.groups()
-        return int(float(number) * _UNITS[(unit or "").lower()])
-    return value
-
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
 

@@ -188,3 +188,26 @@ class BuildEvent(BaseModel):
     cached: bool = False
     #: a pull's (or a found image's) id, which goes into a container API's spec hash
     image_id: str | None = None
+
+
+#: the last second a log line's time can name (9999-12-31T23:59:59Z): the bound of every `since`
+LATEST_LOG_TIME = 253402300799.0
+
+
+class StoredArtifact(BaseModel):
+    """GET /v1/images: one API image (Docker) or bundle (process runtime) built on this host."""
+
+    runtime: RuntimeKind
+    artifact: str = Field(description="the image tag, or the bundle's name")
+    api: str | None = Field(None, description="the API it was built for")
+    created_at: float | None = None
+    size_bytes: int | None = None
+    in_use: bool = Field(False, description="a replica on this host runs it")
+
+
+class RemovedArtifact(BaseModel):
+    """DELETE /v1/images: what removing one freed."""
+
+    runtime: RuntimeKind
+    artifact: str
+    freed_bytes: int | None = None

@@ -28,7 +28,7 @@ Threshold = Annotated[float, BeforeValidator(parse_threshold)]
 DEFAULT_IDLE_AFTER = 30 * 60.0  # seconds (dstack's idle_duration, SkyPilot's autostop idle time)
 DEFAULT_UTIL_THRESHOLD = 5.0  # percent (dstack's utilization_policy.min_gpu_utilization)
 
-ApiStatus = Literal["live", "updating", "starting", "error", "scaled_to_zero", "pending", "splitter"]
+ApiStatus = Literal["live", "updating", "starting", "error", "scaled-to-zero", "pending", "splitter"]
 
 
 class _Body(BaseModel):
@@ -64,6 +64,8 @@ class DeployResultBody(BaseModel):
     unchanged: bool = False
     replaced: int = 0
     endpoint: str
+    #: what the deploy changed that the user did not ask for now: "replicas 2 → 1, as workbench.yaml says"
+    notes: list[str] = Field(default_factory=list)
 
 
 class ScaleRequest(_Body):
@@ -106,8 +108,10 @@ class ApiSummary(BaseModel):
     traffic: TrafficBody = Field(default_factory=TrafficBody)
     autoscaling: dict[str, Any] | None = None  # min/max/target when autoscaled
     split: list[dict[str, Any]] = Field(default_factory=list)  # for traffic splitters
-    #: Why the API is not as asked, e.g. "pending: no host has room for a replica: box: 0 GPUs free …"
+    #: Why the API is not as asked: "pending (no GPU): no host has room for a replica: box: 0 GPUs free …"
     message: str | None = None
+    #: Replicas asked for that no host has room for while others serve, e.g. "1 pending: no CPU"
+    note: str | None = None
 
 
 class ReplicaBody(BaseModel):
@@ -293,6 +297,27 @@ class FleetGpusBody(BaseModel):
     errors: dict[str, str] = Field(default_factory=dict)  # hosts whose agent did not answer
 
 
+class PruneRequest(_Body):
+    """POST /v1/images/prune: remove API images and bundles no deployed version needs."""
+
+    keep: int = Field(2, ge=1, le=100,
+                      description="versions of each deployed API to keep (the current among them)")
+    dry_run: bool = Field(False, description="say what would be removed; remove nothing")
+
+
+class PrunedImage(BaseModel):
+    host: str
+    runtime: RuntimeKind
+    artifact: str
+    api: str | None = None
+    size_bytes: int | None = None
+    why: str  # "API deleted", "older than the last 2 versions"
+
+
+class PruneBody(BaseModel):
+    removed: list[PrunedImage] = Field(default_factory=list)  # or, with dry_run, what would be
+    kept: int = 0
+    errors: dict[str, str] = Field(default_factory=dict)  # hosts that did not answer, or refused one
 # -- cost -------------------------------------------------------------------------------------------
 class HostCostBody(BaseModel):
     """One host over a cost window. Money is exact Decimal (rounded to micro-units here)."""

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from workbench.wire.errors import Unavailable, WorkbenchError, error_body, status_of
+from workbench.wire.validation import describe
 
 JSON = "application/json"
 
@@ -26,13 +27,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def validation_text(error: RequestValidationError | ValidationError, prefix: str = "") -> str:
-    """pydantic's errors as one line: ``field: message; field: message``."""
-    parts = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-        message = str(item.get("msg", "invalid"))
-        parts.append(f"{loc}: {message}" if loc else message)
-    return prefix + ("; ".join(parts) or "invalid request")
+    """pydantic's errors as one line in the user's words: ``replicas must be 0 or more; …``."""
+    return prefix + (describe(list(error.errors())) if error.errors() else "invalid request")
 
 
 def install_error_handlers(app: FastAPI, *, log: logging.Logger, validation_prefix: str = "") -> None:

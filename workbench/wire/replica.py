@@ -8,9 +8,11 @@ Imported inside every replica (the predictor runtime) and by the agent: pydantic
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from workbench.wire.sizes import parse_bytes
 
 RuntimeKind = Literal["docker", "process"]
 
@@ -48,7 +50,8 @@ class ServingConfig(Strict):
     max_batch_size: int = Field(1, ge=1, le=4096)
     batch_timeout: float = Field(0.0, ge=0.0, le=60.0)
     request_timeout: float = Field(60.0, gt=0.0, le=3600.0)
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, le=2**31)
+    max_body_bytes: Annotated[int, BeforeValidator(parse_bytes)] = Field(
+        10 * 1024 * 1024, ge=1, le=2**31, description="a size: 10Mi, 1Gi, or bytes")
     graceful_shutdown: float = Field(30.0, ge=0.0, le=3600.0)
     startup_timeout: float = Field(600.0, gt=0.0, le=24 * 3600.0)
 
