@@ -282,7 +282,7 @@ class Forwarder:
         content_length = request.content_length
         if content_length is not None and content_length > limit:
             return await error_answer(send, 413, f"request body over {limit} bytes", request_id=rid)
-        if request.has_body:
+        if request.has_body and request.body is None:  # (the front door read it already)
             try:
                 request.body = await read_body(receive, limit)
             except TooLarge as error:
