@@ -78,7 +78,8 @@ def test_tinylm_from_its_dockerfile(ctl: Controller, tmp_path: Path) -> None:
     # the front door (openai: {models: [tinylm]} in its workbench.yaml), with the openai package
     door = openai.OpenAI(base_url=f"{ctl.url}/openai/v1", api_key="unused", max_retries=0, timeout=30)
     assert [(m.id, m.owned_by) for m in door.models.list().data] == [("tinylm", "tinylm")]
-    tokens = door.chat.completions.create(model="tinylm", messages=CHAT["messages"], max_tokens=6, stream=True)
+    tokens = door.chat.completions.create(model="tinylm", messages=CHAT["messages"], max_tokens=6,
+                                          stream=True)
     assert len([c for c in tokens if c.choices and c.choices[0].delta.content]) == 6
     with pytest.raises(openai.NotFoundError):
         door.completions.create(model="tinylm-xl", prompt="A", max_tokens=1)

@@ -333,8 +333,13 @@ class Forwarder:
         rid = exchange.request.request_id
         tried: list[EndpointState] = []
         retries = 0
+        affinity = api.affinity
+        key = affinity.key(exchange.request) if affinity is not None else None
         while True:
-            state = pick(pool, api.policy, tried, now)
+            if affinity is None or key is None:
+                state = pick(pool, api.policy, tried, now)
+            else:  # policy: prefix, and the request has a key (workbench/router/affinity.py)
+                state = affinity.pick(pool, key, tried, now)
             if state is None:
                 break
             tried.append(state)
