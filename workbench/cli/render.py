@@ -85,7 +85,8 @@ def api_detail(api: ApiDetail) -> Group:
         table = Table(box=None, header_style="bold", pad_edge=False)
         with_gpus = any(r.gpu_ids for r in api.replica_list)
         columns = ["REPLICA", "HOST", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE"]
-        for column in [*columns, *(["GPUS"] if with_gpus else []), "MESSAGE"]:
+        metric = [api.metric.upper()] if api.metric else []  # the scraped gauge it scales on
+        for column in [*columns, *(["GPUS"] if with_gpus else []), *metric, "MESSAGE"]:
             table.add_column(column, no_wrap=column != "MESSAGE")
         for replica in api.replica_list:
             state = replica.state.value + (" (ejected)" if replica.ejected else "")
@@ -94,11 +95,24 @@ def api_detail(api: ApiDetail) -> Group:
                 "yes" if replica.up_to_date else "no", age(replica.created_at)]
             if with_gpus:
                 row.append(replica_gpus(replica))
-            table.add_row(*row, replica.message or "")
+            if metric:
+                row.append(scraped_value(replica))
+            table.add_row(*row, replica.message or replica.metric_problem or "")
         parts += ["", table]
     if api.events:
         parts += ["", "[bold]recent events[/bold]", events_table(api.events[-15:])]
     return Group(*parts)
+
+
+def scraped_value(replica: ReplicaBody) -> str:
+    """The replica's scraped gauge: its value, or "?" when the last scrape could not read it."""
+    if replica.metric is None:
+        return "?" if replica.metric_problem else "-"
+    return _fmt_number(replica.metric)
+
+
+def _fmt_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.2f}"
 
 
 def split_table(split: list[dict[str, Any]]) -> Table:

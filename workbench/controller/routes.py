@@ -112,3 +112,7 @@ class RouteSync:
 
     def ready_count(self, api: str) -> int:
         return len(self._endpoints.get(api, []))
+
+    def ready_endpoints(self, api: str) -> list[Endpoint]:
+        """The endpoints last handed to the router for `api`."""
+        return list(self._endpoints.get(api, []))

@@ -618,6 +618,11 @@ class ApiSpec(_Strict):
     def _replicas_or_autoscaling(self) -> ApiSpec:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError("set either replicas or autoscaling, not both")
+        scaling = self.autoscaling
+        if scaling is not None and scaling.scraped and self.container is not None \
+                and self.container.metrics is None:
+            raise ValueError(f"autoscaling on {scaling.metric} reads the server's metrics: set "
+                             "container.metrics to their path (e.g. metrics: /metrics)")
         if self.container is None and self.predictor is None:
             self.predictor = PredictorSpec()
         return self
