@@ -19,7 +19,7 @@ from workbench.tui.table import Row, column_widths
 from workbench.tui.widgets import bar, spark
 
 from workbench.wire.agent import GpuInfo
-from workbench.wire.control import ApiSummary, CostReport, HostBody
+from workbench.wire.control import ApiDetail, ApiSummary, CostReport, HostBody
 
 HOST_COLUMNS = ("HOST", "ADDRESS", "STATE", "AGENT", "RUNTIMES", "CPU · MEM", "REPLICAS", "$/H", "SPEND 7D",
                 "IDLE FOR")
@@ -186,3 +186,14 @@ def build_views(state: FleetState) -> Views:
     return Views(hosts=TableView.of(hosts, len(HOST_COLUMNS)), gpus=TableView.of(gpus, len(GPU_COLUMNS)),
                  gpu_note=note, apis=TableView.of(api_rows(state), len(API_COLUMNS)),
                  per_hour=fleet_per_hour(state.hosts))
+
+
+def scraped_line(detail: ApiDetail) -> str | None:
+    """The gauge the API scales on (autoscaling.metric), per replica as last scraped."""
+    if not detail.metric:
+        return None
+    values = []
+    for r in detail.replica_list:
+        value = "?" if r.metric is None else f"{r.metric:g}"
+        values.append(f"{r.id} {value}")
+    return f"{detail.metric}: " + (", ".join(values) if values else "no replica")

@@ -87,3 +87,22 @@ def test_the_state_keeps_kinds_and_splitter_targets(tmp_path: Path) -> None:
     store.put_api(_record("green", "traffic_splitter"))
     with pytest.raises(DeployInputError, match="green is deployed as a traffic splitter"):
         check_against(read_order(DeployRequest(path=str(folder), apis=["green"])), store)
+
+
+def test_a_model_name_claimed_by_another_api_fails_naming_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    store.put_api(ApiRecord(name="llama", kind="api", spec={"name": "llama", "openai": {"models": ["m1"]}},
+                            project_dir=None, created_at=time.time()))
+    folder = make_project(tmp_path, "- name: blue\n  runtime: process\n  openai: {models: [m0, m1]}\n"
+                          "- name: llama\n  runtime: process\n  openai: {models: [m2]}\n")
+    with pytest.raises(DeployInputError) as caught:
+        check_against(read_order(DeployRequest(path=str(folder), apis=["blue"])), store)
+    assert "blue claims model 'm1', which API llama serves already" in str(caught.value)
+    assert caught.value.body["api"] == "llama"
+    # llama itself, redeployed with other models in the same deploy, frees m1: fine
+    check_against(read_order(DeployRequest(path=str(folder))), store)
+    # a traffic splitter may claim it when the API gives it up
+    split = make_project(tmp_path / "split", "- name: llama\n  runtime: process\n"
+                         "- kind: traffic_splitter\n  name: canary\n  openai: {models: [m1]}\n"
+                         "  apis: [{name: llama, weight: 100}]\n")
+    check_against(read_order(DeployRequest(path=str(split))), store)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from tests.controller.helpers import Controller, Load
@@ -73,6 +74,15 @@ def test_tinylm_from_its_dockerfile(ctl: Controller, tmp_path: Path) -> None:
         data = sse_events(stream)
     assert data[-1] == "[DONE]" and len(data) >= 12, data
     assert all(json.loads(item)["object"] == "text_completion" for item in data[:-1])
+
+    # the front door (openai: {models: [tinylm]} in its workbench.yaml), with the openai package
+    door = openai.OpenAI(base_url=f"{ctl.url}/openai/v1", api_key="unused", max_retries=0, timeout=30)
+    assert [(m.id, m.owned_by) for m in door.models.list().data] == [("tinylm", "tinylm")]
+    tokens = door.chat.completions.create(model="tinylm", messages=CHAT["messages"], max_tokens=6,
+                                          stream=True)
+    assert len([c for c in tokens if c.choices and c.choices[0].delta.content]) == 6
+    with pytest.raises(openai.NotFoundError):
+        door.completions.create(model="tinylm-xl", prompt="A", max_tokens=1)
 
     row = next(line for line in ctl.bench.run("get").stdout.splitlines() if line.startswith("tinylm "))
     assert row.split()[:2] == ["tinylm", "live"], row

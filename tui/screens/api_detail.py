@@ -14,7 +14,7 @@ from workbench.tui import fmt
 from workbench.tui.screens.base import DataScreen
 from workbench.tui.state import FleetState
 from workbench.tui.table import LiveTable, Row
-from workbench.tui.views import status_text
+from workbench.tui.views import scraped_line, status_text
 from workbench.tui.widgets import spark
 
 from workbench.wire.control import ApiDetail, EventBody, TrafficBody
@@ -136,6 +136,9 @@ class ApiDetailScreen(DataScreen):
             text.append("\nautoscaling " + " ".join(f"{k}={v}" for k, v in detail.autoscaling.items()))
         if detail.message and detail.message.startswith(WAITING_FOR_WEIGHTS):  # a model on its way
             text.append("\n" + fmt.mask(detail.message), style="yellow")
+        scraped = scraped_line(detail)
+        if scraped:
+            text.append("\n" + scraped)
         return text
 
     def selected_replica(self) -> str | None:

@@ -251,8 +251,9 @@ def api_detail(api: ApiDetail) -> Group:
         parts += ["", split_table(api.split)]
     if api.replica_list:
         with_gpus = any(r.gpu_ids for r in api.replica_list)
+        metric = [api.metric.upper()] if api.metric else []  # the scraped gauge it scales on
         columns = ["REPLICA", "HOST", "STATE", "IN-FLIGHT", "RESTARTS", "UP-TO-DATE", "AGE",
-                   *(["GPUS"] if with_gpus else []), "MESSAGE"]
+                   *(["GPUS"] if with_gpus else []), *metric, "MESSAGE"]
         rows = []
         for replica in api.replica_list:
             state = replica.state.value + (" (ejected)" if replica.ejected else "")
@@ -261,11 +262,24 @@ def api_detail(api: ApiDetail) -> Group:
                    age(replica.created_at)]
             if with_gpus:
                 row.append(replica_gpus(replica))
-            rows.append([*row, plain(replica.message or "")])
+            if metric:
+                row.append(scraped_value(replica))
+            rows.append([*row, plain(replica.message or replica.metric_problem or "")])
         parts += ["", _table(columns, rows, names=("REPLICA", "HOST"), wrap=("MESSAGE",))]
     if api.events:
         parts += ["", Text("recent events", style="bold"), events_table(api.events[-15:], with_api=False)]
     return Group(*parts)
+
+
+def scraped_value(replica: ReplicaBody) -> str:
+    """The replica's scraped gauge: its value, or "?" when the last scrape could not read it."""
+    if replica.metric is None:
+        return "?" if replica.metric_problem else "-"
+    return _fmt_number(replica.metric)
+
+
+def _fmt_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.2f}"
 
 
 def split_table(split: list[dict[str, Any]]) -> Table:

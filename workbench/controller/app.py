@@ -28,6 +28,7 @@ from workbench.controller.metrics import ReplicaCollector
 from workbench.controller.reconciler import Reconciler
 from workbench.controller.routes import RouteSync
 from workbench.controller.scaling import AutoscalingLoop
+from workbench.controller.scrape import MetricScraper, ScrapedCollector, scrape_targets
 from workbench.controller.state import HostRecord, Store
 from workbench.controller.tracker import RolloutTracker
 from workbench.controller.usage import DEFAULT_RETENTION_SECONDS, UsageMeter
@@ -82,17 +83,20 @@ class Controller:
         await self.router.start()
         self.routes = RouteSync(self.router, self.store, self.fleet, lambda: set(self.reconciler.retiring))
         self.reconciler = Reconciler(self.store, self.fleet, self.events, self.routes, self.tracker)
-        self.scaling = AutoscalingLoop(self.store, self.router, self.events, self.reconciler.trigger)
+        self.scraper = MetricScraper(lambda: scrape_targets(self.store.apis(), self.routes.ready_endpoints))
+        self.scaling = AutoscalingLoop(self.store, self.router, self.events, self.reconciler.trigger,
+                                       scraper=self.scraper)
         self.deployments = Deployments(self.store, self.fleet, self.events, self.reconciler, self.tracker,
                                        self.routes, self.base_url)
         self.idle = IdleWatcher(self.store, self.events, remove_host=self._remove_idle_host)
         self.views = Views(self.store, self.fleet, self.router, self.routes, self.base_url, idle=self.idle,
-                           weights=self.reconciler.models.describe)
+                           weights=self.reconciler.models.describe, scraper=self.scraper)
         self.hosts = HostManager(self.store, self.fleet, self.events, self.reconciler,
                                  describe=self.views.host)
         self.meter = FleetMeter(self.store, self.fleet, self.router,
                                 UsageMeter(self.store, retention_seconds=self.usage_retention), self.idle)
         self.registry.register(ReplicaCollector(self.store, self.routes.ready_count))
+        self.registry.register(ScrapedCollector(self.scraper, lambda: [r.name for r in self.store.apis()]))
         self.api = create_control_api(ControlDeps(
             store=self.store, fleet=self.fleet, events=self.events, reconciler=self.reconciler,
             deployments=self.deployments, tracker=self.tracker, routes=self.routes, views=self.views,
@@ -107,7 +111,8 @@ class Controller:
         await self.reconciler.reconcile_once()
         self._tasks = [asyncio.create_task(self.reconciler.run(), name="reconciler"),
                        asyncio.create_task(self.scaling.run(), name="autoscaler"),
-                       asyncio.create_task(self.meter.run(), name="meter")]
+                       asyncio.create_task(self.meter.run(), name="meter"),
+                       asyncio.create_task(self.scraper.run(), name="metric scraper")]
         apis = self.store.apis()
         self.events.record("controller", f"started on {self.base_url} with {len(apis)} API(s)",
                            data={"apis": [a.name for a in apis]})
@@ -167,6 +172,7 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.meter.close()
+        await self.scraper.close()
         await self.reconciler.close()
         await self.fleet.close()
         await self.hosts.close()

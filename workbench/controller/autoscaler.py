@@ -102,6 +102,10 @@ class Autoscaler:
 
     @property
     def target_concurrency(self) -> float:
+        """The per-replica target: of the scraped gauge (autoscaling.target) when the API scales
+        on one, else of the in-flight count."""
+        if self._spec.scraped and self._spec.target is not None:
+            return float(self._spec.target)
         target = self._spec.target_concurrency
         return float(target) if target is not None else self._default_target
 
@@ -174,7 +178,8 @@ class Autoscaler:
         window = [value for at, value in self._samples if at > now - spec.window]
         avg = sum(window) / len(window) if window else None
         inputs["samples"] = len(window)
-        inputs["avg_in_flight"] = avg
+        inputs["avg_in_flight"] = avg  # (of the scraped gauge, when inputs["metric"] names one)
+        inputs["metric"] = spec.metric
 
         # Scale from zero: someone is waiting; no averaging, no stabilization.
         waiting = self._wake_pending or self._request_waiting(previous_tick)
@@ -207,7 +212,8 @@ class Autoscaler:
 
         raw = avg / target
         raw_ceil = math.ceil(raw - 1e-9)  # 2.0000000001 from float noise is still 2
-        steps = [f"avg in-flight {_fmt(avg)} over {_fmt(spec.window)} s / target {_fmt(target)} → {raw_ceil}"]
+        measure = spec.metric if spec.scraped else "in-flight"  # (a scraped gauge: its name)
+        steps = [f"avg {measure} {_fmt(avg)} over {_fmt(spec.window)} s / target {_fmt(target)} → {raw_ceil}"]
         inputs.update(raw=raw, raw_recommendation=raw_ceil)
         recommendation = raw_ceil
 

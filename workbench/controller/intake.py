@@ -66,8 +66,38 @@ def read_order(request: DeployRequest) -> DeployOrder:
     return DeployOrder(spec_file.file, apis, splitters, request.runtime, request.offline)
 
 
+def claimed_models(spec: dict[str, Any]) -> list[str]:
+    """The model names a stored spec claims for the OpenAI front door (openai.models)."""
+    openai = spec.get("openai")
+    models = openai.get("models") if isinstance(openai, dict) else None
+    return [m for m in models if isinstance(m, str)] if isinstance(models, list) else []
+
+
+def check_models(order: DeployOrder, store: Store) -> None:
+    """A model name is served by one API (or splitter) of the fleet: a deploy that claims a name
+    another deployed one claims fails, naming it."""
+    deploying: list[LoadedSpec | LoadedSplitter] = [*order.apis, *order.splitters]
+    names = {loaded.spec.name for loaded in deploying}
+    owners: dict[str, str] = {}
+    for record in store.apis():
+        if record.name not in names:
+            for model in claimed_models(record.spec):
+                owners.setdefault(model, record.name)
+    for loaded in deploying:
+        openai = loaded.spec.openai
+        for model in openai.models if openai is not None else ():
+            first = owners.get(model)
+            if first is not None:
+                raise DeployInputError(
+                    f"{order.file}: {loaded.spec.name} claims model {model!r}, which API {first} serves "
+                    f"already (openai.models); a model name routes to one API: remove it from one of "
+                    f"them, or put a traffic splitter in front of both", api=first, model=model)
+
+
 def check_against(order: DeployOrder, store: Store) -> None:
-    """What the state allows: a name keeps its kind; a splitter routes to APIs that exist."""
+    """What the state allows: a name keeps its kind; a splitter routes to APIs that exist; a model
+    name is claimed once."""
+    check_models(order, store)
     deploying = {a.spec.name for a in order.apis}
     for loaded in order.apis:
         existing = store.get_api(loaded.spec.name)

@@ -10,6 +10,7 @@ from typing import Protocol
 from workbench.controller.fleet import Fleet
 from workbench.controller.state import ApiRecord, Store
 from workbench.router.types import ApiRoute, ApiTraffic, Endpoint, SplitRoute
+from workbench.spec.models import OpenAISpec
 
 log = logging.getLogger("workbench.controller.routes")
 
@@ -46,11 +47,17 @@ def route_for(record: ApiRecord) -> ApiRoute | SplitRoute:
         shadow = next((t.name for t in splitter.apis if t.shadow), None)
         return SplitRoute(name=splitter.name,
                           targets=tuple((t.name, t.weight) for t in splitter.apis if not t.shadow),
-                          shadow=shadow)
+                          shadow=shadow, models=models_of(splitter.openai),
+                          incarnation=record.created_at)
     spec = record.api_spec()
     return ApiRoute(name=spec.name, routing=spec.routing, max_body_bytes=spec.serving.max_body_bytes,
                     scale_to_zero=spec.autoscaling is not None and spec.autoscaling.min_replicas == 0,
-                    api_keys=_keys(spec.routing.api_keys_env), incarnation=record.created_at)
+                    api_keys=_keys(spec.routing.api_keys_env), incarnation=record.created_at,
+                    models=models_of(spec.openai))
+
+
+def models_of(openai: OpenAISpec | None) -> tuple[str, ...]:
+    return tuple(openai.models) if openai is not None else ()
 
 
 class RouteSync:
@@ -105,3 +112,7 @@ class RouteSync:
 
     def ready_count(self, api: str) -> int:
         return len(self._endpoints.get(api, []))
+
+    def ready_endpoints(self, api: str) -> list[Endpoint]:
+        """The endpoints last handed to the router for `api`."""
+        return list(self._endpoints.get(api, []))

@@ -9,6 +9,7 @@ from workbench.controller.cost import LiveHost
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.idle import IdleWatcher, rule_body
 from workbench.controller.routes import RouterLike, RouteSync
+from workbench.controller.scrape import MetricScraper
 from workbench.controller.state import ApiRecord, EventRecord, IdleRuleRecord, PriceRecord, Store
 from workbench.router.types import ApiTraffic
 from workbench.wire.agent import ReplicaState
@@ -87,9 +88,11 @@ def pending_note(record: ApiRecord, running: int) -> str | None:
 
 class Views:
     def __init__(self, store: Store, fleet: Fleet, router: RouterLike, routes: RouteSync, base_url: str,
-                 idle: IdleWatcher | None = None, weights: Callable[[str, str], str] | None = None):
+                 idle: IdleWatcher | None = None, weights: Callable[[str, str], str] | None = None,
+                 scraper: MetricScraper | None = None):
         #: what an API's waiting replicas wait for (ModelSync.describe): "llm → box0: 120/200 MB, …"
         self.weights = weights
+        self.scraper = scraper
         self.store = store
         self.fleet = fleet
         self.router = router
@@ -168,6 +171,7 @@ class Views:
         traffic = self._traffic_of(record.name)
         ready_ids = {e.replica_id for e in self.routes.endpoints(record.name)}
         replicas = []
+        scraped = self.scraper.replicas(record.name) if self.scraper is not None else {}
         for host, r in sorted(self.fleet.replicas(record.name), key=lambda pair: pair[1].created_at):
             state = r.state if host.reachable else ReplicaState.STARTING
             message = r.message if host.reachable else f"host {host.name} is unreachable"
@@ -178,7 +182,11 @@ class Views:
                 in_flight=traffic.replica_in_flight.get(r.id, 0), restarts=r.restarts, message=message,
                 spec_hash=r.spec_hash, up_to_date=r.spec_hash == record.spec_hash,
                 ejected=r.id in traffic.ejected, created_at=r.created_at, log_tail=r.log_tail,
-                gpu_ids=list(r.gpu_ids), gpu_share=r.gpu_share))
+                gpu_ids=list(r.gpu_ids), gpu_share=r.gpu_share,
+                metric=scraped[r.id].value if r.id in scraped else None,
+                metric_problem=scraped[r.id].problem if r.id in scraped else None))
         # this API's events, not those of an earlier API of the same name (`workbench events` has those)
         own = self.store.events(record.name, events, since=record.created_at)
-        return ApiDetail(**summary.model_dump(), replica_list=replicas, events=[event_body(e) for e in own])
+        metric = self.scraper.metric(record.name) if self.scraper is not None else None
+        return ApiDetail(**summary.model_dump(), replica_list=replicas, events=[event_body(e) for e in own],
+                         metric=metric)

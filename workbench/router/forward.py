@@ -283,7 +283,7 @@ class Forwarder:
         content_length = request.content_length
         if content_length is not None and content_length > limit:
             return await error_answer(send, 413, too_large_text(limit), request_id=rid)
-        if request.has_body:
+        if request.has_body and request.body is None:  # (the front door read it already)
             try:
                 request.body = await read_body(receive, limit)
             except TooLarge as error:
@@ -334,8 +334,13 @@ class Forwarder:
         rid = exchange.request.request_id
         tried: list[EndpointState] = []
         retries = 0
+        affinity = api.affinity
+        key = affinity.key(exchange.request) if affinity is not None else None
         while True:
-            state = pick(pool, api.policy, tried, now)
+            if affinity is None or key is None:
+                state = pick(pool, api.policy, tried, now)
+            else:  # policy: prefix, and the request has a key (workbench/router/affinity.py)
+                state = affinity.pick(pool, key, tried, now)
             if state is None:
                 break
             tried.append(state)

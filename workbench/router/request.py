@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from workbench.wire.errors import BadRequest, Unauthorized, Unavailable
 
@@ -38,6 +39,7 @@ class IncomingRequest:
     has_body: bool  # declared with a length > 0, or chunked
     body: bytes | StreamedBody | None = None
     answered_at: float = 0.0  # when a replica's answer (its headers) came, if one did
+    payload: Any = None  # the body parsed as JSON, where something parsed it (the front door)
 
 
 class MalformedRequest(BadRequest):

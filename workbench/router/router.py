@@ -22,11 +22,12 @@ from .answers import ASK_FOR_KEY, error_answer
 from .api import ApiState
 from .asgi import Receive, Scope, Send
 from .forward import Forwarder
+from .frontdoor import FRONT_DOOR, FrontDoor, openai_error
 from .health import HealthChecker
 from .metrics import ApiStats, RouterMetrics
 from .pool import EndpointState
 from .proxy import Upstream
-from .request import MalformedRequest, api_name, read_request, split_target
+from .request import IncomingRequest, MalformedRequest, api_name, read_request, split_target
 from .shadow import ShadowCopies
 from .types import ApiRoute, ApiTraffic, Endpoint, ReplicaCounts, SplitRoute
 from .websocket import deny, relay_websocket
@@ -53,6 +54,7 @@ class Router:
         self._health = HealthChecker(self._all_endpoints, on_change=self._health_changed)
         self._shadow = ShadowCopies(self._metrics.shadow, self._apis)
         self._forwarder = Forwarder(self._shadow, wake)
+        self._front_door = FrontDoor(self._routes, self._dispatch, lambda: self.require_api_keys)
         self._draining = False
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
@@ -90,6 +92,7 @@ class Router:
 
     def set_route(self, route: ApiRoute | SplitRoute) -> None:
         self._routes[route.name] = route
+        self._front_door.models.claim(route.name, route.models)
         if isinstance(route, ApiRoute):
             api = self._api(route.name)
             if api.route is not None and api.route.incarnation != route.incarnation:
@@ -100,6 +103,7 @@ class Router:
 
     def remove_route(self, name: str) -> None:
         self._routes.pop(name, None)
+        self._front_door.models.release(name)
         api = self._apis.pop(name, None)
         if api is not None:
             api.pool.set(())
@@ -202,6 +206,12 @@ class Router:
         name = api_name(scope["path"])
         route = self._routes.get(name)
         if route is None:
+            if name == FRONT_DOOR:
+                if self._draining:
+                    await openai_error(send, 503, "the router is shutting down", "server_error")
+                    return
+                await self._front_door(scope, receive, send)
+                return
             await error_answer(send, 404, f"no API named {name!r}", extra={"apis": sorted(self._routes)})
             return
         if self._draining:
@@ -215,6 +225,11 @@ class Router:
         except MalformedRequest as error:
             await error_answer(send, 400, error.message, request_id=error.given_request_id)
             return
+        await self._dispatch(route, request, receive, send)
+
+    async def _dispatch(self, route: ApiRoute | SplitRoute, request: IncomingRequest, receive: Receive,
+                        send: Send) -> None:
+        """Serve a read request on its route: a splitter's choice of API, the counters, forwarding."""
         shadow: str | None = None
         if isinstance(route, SplitRoute):
             try:
@@ -225,7 +240,7 @@ class Router:
                 return
             shadow = route.shadow
         else:
-            api = self._apis[name]
+            api = self._apis[route.name]
 
         stats = api.stats
         stats.enter()

@@ -39,6 +39,7 @@ class ApiRoute:
     #: which API of this name: when it was created. A route of another incarnation (the API was
     #: deleted and created again) starts its counters and latencies afresh.
     incarnation: float = 0.0
+    models: tuple[str, ...] = ()  # the model names /openai/v1 routes here (openai.models)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class SplitRoute:
     targets: tuple[tuple[str, float], ...]  # (api name, weight); weights add up to 100
     shadow: str | None = None
     api_keys: frozenset[str] = frozenset()
+    models: tuple[str, ...] = ()  # the model names /openai/v1 routes here (openai.models)
+    incarnation: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,29 @@ def _check_models(spec: ApiSpec, project: Path, file: Path, where: Any, lines: _
     return problems
 
 
+def _check_model_names(documents: list[Any], specs: list[LoadedSpec | LoadedSplitter], file: Path,
+                       lines: _Lines) -> list[Problem]:
+    """A model name (openai.models) is claimed by one API of the file."""
+    problems: list[Problem] = []
+    first: dict[str, tuple[str, int | None]] = {}
+    by_name = {d.get("name"): d for d in documents if isinstance(d, dict)}
+    for loaded in specs:
+        openai = loaded.spec.openai
+        if openai is None:
+            continue
+        document = by_name.get(loaded.spec.name)
+        for index, model in enumerate(openai.models):
+            line = _line_of(document, ("openai", "models", index), lines)
+            if model in first:
+                other, other_line = first[model]
+                at = f" (line {other_line})" if other_line else ""
+                problems.append(Problem(file, line, "openai.models", f"model {model!r} is claimed by "
+                                        f"API {other}{at} already; a model name routes to one API"))
+            else:
+                first[model] = (loaded.spec.name, line)
+    return problems
+
+
 def load_specs(path: Path | str) -> list[LoadedSpec]:
     """Load every API of a workbench.yaml (a folder holding one, or the file itself)."""
     return load_spec_file(path).apis
@@ -306,6 +329,7 @@ def load_spec_file(path: Path | str) -> SpecFile:
         problems.extend(_check_files(spec, project, file, section_line))
         problems.extend(_check_models(spec, project, file, document, lines))
         loaded.append(LoadedSpec(spec, project, file))
+    problems.extend(_check_model_names(documents, [*loaded, *splitters], file, lines))
     splitter_names = {s.spec.name for s in splitters}
     for splitter in splitters:
         line = seen.get(splitter.spec.name)

@@ -139,6 +139,15 @@ class ContainerSpec(_Strict):
     health: Annotated[HealthSpec, BeforeValidator(_health)] = Field(default_factory=HealthSpec)
     startup_timeout: float = Field(600.0, gt=0, le=24 * 3600.0,
                                    description="seconds a replica may take to turn healthy")
+    metrics: str | None = Field(None, description="the server's Prometheus path (e.g. /metrics), "
+                                "scraped by the controller for autoscaling.metric")
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: str | None) -> str | None:
+        if value is not None and not HEALTH_PATH.match(value):
+            raise ValueError(f"{value!r} is not a URL path such as /metrics (it starts with '/')")
+        return value
 
     @field_validator("image")
     @classmethod
@@ -235,6 +244,10 @@ class ComputeSpec(_Strict):
         return float(self.gpu) if 0 < self.gpu < 1 else None
 
 
+IN_FLIGHT = "in_flight"  # autoscaling.metric's default: the router's count of requests in flight
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,199}$")
+
+
 class AutoscalingSpec(_Strict):
     """Cortex's autoscaler settings; the controller uses them (validated here)."""
 
@@ -249,6 +262,33 @@ class AutoscalingSpec(_Strict):
     max_upscale_factor: float = Field(1.5, gt=1)
     downscale_tolerance: float = Field(0.05, ge=0, lt=1)
     upscale_tolerance: float = Field(0.05, ge=0)
+    metric: str = Field(IN_FLIGHT, description="what to scale on: the router's in-flight count "
+                        "(default), or a gauge the replicas' metrics expose, e.g. vllm:num_requests_waiting")
+    target: float | None = Field(None, gt=0, description="the metric's per-replica target "
+                                 "(the in-flight count's is target_concurrency)")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if not METRIC_NAME.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus metric name such as "
+                             "vllm:num_requests_waiting")
+        return value
+
+    @model_validator(mode="after")
+    def _metric_target(self) -> AutoscalingSpec:
+        if self.metric != IN_FLIGHT and self.target is None:
+            raise ValueError(f"autoscaling on {self.metric} needs its per-replica target: set "
+                             "autoscaling.target (e.g. target: 2)")
+        if self.metric == IN_FLIGHT and self.target is not None:
+            raise ValueError("the in-flight count's target is target_concurrency; autoscaling.target "
+                             "goes with a scraped autoscaling.metric")
+        return self
+
+    @property
+    def scraped(self) -> bool:
+        """Scaling on a gauge the controller scrapes from the replicas."""
+        return self.metric != IN_FLIGHT
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSpec:
@@ -303,7 +343,34 @@ class ImageSpec(_Strict):
 Percent = Annotated[str, Field(pattern=r"^\d{1,3}%$")]
 
 #: Paths the controller serves itself; an API may not take these names.
-RESERVED_NAMES = frozenset({"v1", "metrics", "healthz", "readyz", "docs", "openapi", "api", "workbench"})
+RESERVED_NAMES = frozenset({"v1", "metrics", "healthz", "readyz", "docs", "openapi", "api", "workbench",
+                            "openai"})  # /openai/v1: the router's OpenAI front door
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")
+
+
+class OpenAISpec(_Strict):
+    """The model names the router's OpenAI front door (/openai/v1) routes to this API."""
+
+    models: list[str] = Field(description="the `model` values of requests this API serves")
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one model, e.g. models: [llama-3-8b]; or leave openai out")
+        seen: set[str] = set()
+        for name in value:
+            if not MODEL_NAME.match(name):
+                raise ValueError(f"{name!r} is not a model name: letters, digits and ._:/@+- , "
+                                 "starting with a letter or digit, at most 256 characters")
+            if name in seen:
+                raise ValueError(f"{name!r} is named twice")
+            seen.add(name)
+        return value
+
+
+AFFINITY_PROMPT = "prompt"
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 
 
 class RoutingSpec(_Strict):
@@ -312,7 +379,15 @@ class RoutingSpec(_Strict):
     #: ewma (peak-EWMA, as Linkerd and Finagle) by default: with one replica stalled it kept 99.95%
     #: of requests within a 1 s timeout where p2c, blind to how long requests have been out, kept
     #: 99.74% (docs/benchmarks.md, balancing)
-    policy: Literal["p2c", "least_outstanding", "round_robin", "ewma"] = "ewma"
+    policy: Literal["p2c", "least_outstanding", "round_robin", "ewma", "prefix"] = "ewma"
+    #: policy: prefix — consistent hashing with bounded loads on a key of the request (its prompt's
+    #: first characters, or a header), so requests sharing a prompt prefix meet a warm KV cache
+    affinity: str = Field(AFFINITY_PROMPT, description="policy: prefix's key: prompt (the prompt's "
+                          "or messages' first affinity_prefix characters) or header:NAME")
+    affinity_prefix: int = Field(256, description="characters of the prompt that make the key")
+    affinity_load_factor: float = Field(
+        1.25, description="a replica takes at most this x the average in-flight load before a key "
+        "spills to the next replica on the ring")
     timeout: float = Field(60.0, gt=0, le=3600,
                            description="seconds to the answer's first byte before the router answers 504")
     #: 60 s, as nginx's proxy_read_timeout and a cloud load balancer's idle timeout (Envoy's
@@ -334,6 +409,44 @@ class RoutingSpec(_Strict):
     api_keys_env: str | None = Field(
         None, description="environment variable holding comma-separated API keys for this API"
     )
+
+    @field_validator("affinity")
+    @classmethod
+    def _affinity(cls, value: str) -> str:
+        if value == AFFINITY_PROMPT:
+            return value
+        kind, _, header = value.partition(":")
+        if kind != "header" or not HEADER_NAME.match(header):
+            raise ValueError(f"{value!r}: use prompt, or header:NAME (e.g. header:X-Session-ID)")
+        return value
+
+    @field_validator("affinity_prefix")
+    @classmethod
+    def _affinity_prefix(cls, value: int) -> int:
+        if value <= 0 or value > 1_000_000:
+            raise ValueError(f"{value}: the key's length in characters must be 1 to 1000000 (default 256)")
+        return value
+
+    @field_validator("affinity_load_factor")
+    @classmethod
+    def _load_factor(cls, value: float) -> float:
+        if not 1.0 <= value <= 100.0:
+            raise ValueError(f"{value}: a replica's bound is this x the average load, so it must be "
+                             "1 to 100 (default 1.25)")
+        return value
+
+    @model_validator(mode="after")
+    def _affinity_needs_prefix(self) -> RoutingSpec:
+        if self.policy != "prefix":
+            for name in _changed(self, ("affinity", "affinity_prefix", "affinity_load_factor")):
+                raise ValueError(f"{name} applies to policy: prefix (this API's policy is {self.policy})")
+        return self
+
+    @property
+    def affinity_header(self) -> str | None:
+        """The header that makes the key (lowercase), or None when the prompt does."""
+        kind, _, header = self.affinity.partition(":")
+        return header.lower() if kind == "header" else None
 
 
 class UpdateSpec(_Strict):
@@ -368,6 +481,7 @@ class TrafficSplitterSpec(_Strict):
     kind: Literal["traffic_splitter"]
     name: str
     apis: list[SplitTarget] = Field(min_length=1)
+    openai: OpenAISpec | None = None  # a model name the splitter serves (a canary of a new version)
 
     @field_validator("name")
     @classmethod
@@ -438,6 +552,7 @@ class ApiSpec(_Strict):
     update: UpdateSpec = Field(default_factory=UpdateSpec)
     model: ModelSpec | None = Field(None, description="weights the replicas see read-only (not in the image)")
     models: list[ModelSpec] | None = Field(None, description="several models, each as `model`")
+    openai: OpenAISpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -504,6 +619,11 @@ class ApiSpec(_Strict):
     def _replicas_or_autoscaling(self) -> ApiSpec:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError("set either replicas or autoscaling, not both")
+        scaling = self.autoscaling
+        if scaling is not None and scaling.scraped and self.container is not None \
+                and self.container.metrics is None:
+            raise ValueError(f"autoscaling on {scaling.metric} reads the server's metrics: set "
+                             "container.metrics to their path (e.g. metrics: /metrics)")
         if self.container is None and self.predictor is None:
             self.predictor = PredictorSpec()
         return self

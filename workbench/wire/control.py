@@ -129,6 +129,8 @@ class ReplicaBody(BaseModel):
     log_tail: list[str] = Field(default_factory=list)
     gpu_ids: list[str] = Field(default_factory=list)  # the GPUs pinned to this replica
     gpu_share: float | None = None  # the fraction of each GPU it has, when it shares them
+    metric: float | None = None  # autoscaling.metric as last scraped from it
+    metric_problem: str | None = None  # why that could not be read
 
 
 class EventBody(BaseModel):
@@ -141,6 +143,7 @@ class EventBody(BaseModel):
 
 class ApiDetail(ApiSummary):
     replica_list: list[ReplicaBody] = Field(default_factory=list)
+    metric: str | None = None  # the scraped gauge the API scales on (autoscaling.metric)
     events: list[EventBody] = Field(default_factory=list)
 
 
