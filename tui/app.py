@@ -31,7 +31,7 @@ from workbench.tui.screens.forms import AddHostScreen, ConfirmScreen, DeployScre
 from workbench.tui.screens.help import CommandScreen, HelpScreen
 from workbench.tui.screens.logs import LogsScreen
 from workbench.tui.state import FleetState, StateTracker, later
-from workbench.tui.views import Views, build_views
+from workbench.tui.views import ScreenTables, build_views
 
 from workbench.clients.control import ControllerConfig
 
@@ -39,7 +39,7 @@ from workbench.clients.control import ControllerConfig
 class Polled(Message):
     """A poll finished: the new snapshot and the rows made from it (both built in the worker)."""
 
-    def __init__(self, state: FleetState, views: Views, ok: bool):
+    def __init__(self, state: FleetState, views: ScreenTables, ok: bool):
         super().__init__()
         self.state = state
         self.views = views
@@ -77,7 +77,7 @@ class WorkbenchApp(App[None]):
         self.origin = origin
         self.backend = Backend(config.url, config.token)
         self.state = FleetState()
-        self.views = Views()
+        self.views = ScreenTables()
         self._tracker = StateTracker()  # touched by the poll worker only
         self.generation = 0  # polls landed (screens compare it to what they show)
         self._pacer = GarbagePacer()

@@ -44,7 +44,7 @@ class TableView:
 
 
 @dataclass(frozen=True)
-class Views:
+class ScreenTables:
     """Every row the fleet and APIs screens show, for one FleetState."""
 
     hosts: TableView = TableView()
@@ -181,11 +181,12 @@ def api_rows(state: FleetState) -> tuple[Row, ...]:
                      words(api.name, api.status)) for api in state.apis)
 
 
-def build_views(state: FleetState) -> Views:
+def build_views(state: FleetState) -> ScreenTables:
     hosts, gpus, note = fleet_rows(state)
-    return Views(hosts=TableView.of(hosts, len(HOST_COLUMNS)), gpus=TableView.of(gpus, len(GPU_COLUMNS)),
-                 gpu_note=note, apis=TableView.of(api_rows(state), len(API_COLUMNS)),
-                 per_hour=fleet_per_hour(state.hosts))
+    return ScreenTables(hosts=TableView.of(hosts, len(HOST_COLUMNS)),
+                        gpus=TableView.of(gpus, len(GPU_COLUMNS)), gpu_note=note,
+                        apis=TableView.of(api_rows(state), len(API_COLUMNS)),
+                        per_hour=fleet_per_hour(state.hosts))
 
 
 def scraped_line(detail: ApiDetail) -> str | None:

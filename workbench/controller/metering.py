@@ -25,7 +25,7 @@ from workbench.controller.reconciler import demand_of
 from workbench.controller.scheduler import Demand
 from workbench.controller.state import ApiRecord, Store
 from workbench.controller.usage import HostUse, ReplicaUse, UsageMeter
-from workbench.router.types import ReplicaCounts
+from workbench.router.types import ReplicaRequestCounts
 from workbench.wire.agent import GpuReport, ReplicaInfo, ReplicaState
 from workbench.wire.errors import WorkbenchError
 
@@ -39,7 +39,7 @@ MIB = 2**20
 
 
 class CountingRouter(Protocol):
-    def replica_counts(self) -> list[ReplicaCounts]: ...
+    def replica_counts(self) -> list[ReplicaRequestCounts]: ...
 
 
 def replica_use(replica: ReplicaInfo, demand: Demand) -> ReplicaUse:

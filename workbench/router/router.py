@@ -29,7 +29,7 @@ from .pool import EndpointState
 from .proxy import Upstream
 from .request import IncomingRequest, MalformedRequest, api_name, read_request, split_target
 from .shadow import ShadowCopies
-from .types import ApiRoute, ApiTraffic, Endpoint, ReplicaCounts, SplitRoute
+from .types import ApiRoute, ApiTraffic, Endpoint, ReplicaRequestCounts, SplitRoute
 from .websocket import deny, relay_websocket
 
 _now = time.monotonic
@@ -136,10 +136,10 @@ class Router:
             ejected=tuple(s.replica_id for s in states if s.ejected(now)),
         )
 
-    def replica_counts(self) -> list[ReplicaCounts]:
+    def replica_counts(self) -> list[ReplicaRequestCounts]:
         """Requests sent to and in flight at every replica in a pool (the controller's meter reads
         them each second)."""
-        return [ReplicaCounts(name, s.endpoint.host, s.replica_id, s.requests, s.in_flight)
+        return [ReplicaRequestCounts(name, s.endpoint.host, s.replica_id, s.requests, s.in_flight)
                 for name, api in self._apis.items() for s in api.pool.endpoints]
 
     def in_flight(self, api: str) -> int:

@@ -72,7 +72,7 @@ class ApiTraffic:
 
 
 @dataclass(frozen=True)
-class ReplicaCounts:
+class ReplicaRequestCounts:
     """What the router sent one replica so far (for metering; counts only grow while the replica
     stays in its pool)."""
 

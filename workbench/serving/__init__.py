@@ -5,6 +5,6 @@ Imports only the stdlib, FastAPI/Starlette/uvicorn/anyio, pydantic, prometheus_c
 ``python -m workbench.serving``; see :mod:`workbench.serving.__main__`.
 """
 
-from .app import Runtime, create_app
+from .app import PredictorRuntime, create_app
 
-__all__ = ["Runtime", "create_app"]
+__all__ = ["PredictorRuntime", "create_app"]

@@ -38,7 +38,7 @@ RETRY = {"Retry-After": "1"}
 Loader = Callable[[RuntimeConfig], PredictorHandle]
 
 
-class Runtime:
+class PredictorRuntime:
     """One replica's serving state: the predictor (once loaded), limits, batching, metrics.
 
     `on_fatal` is called (on the event loop) when the predictor fails to load.
@@ -299,9 +299,9 @@ def create_app(
 ) -> FastAPI:
     """The app for one replica; the predictor starts loading when the app starts up.
 
-    The Runtime is ``app.state.runtime``.
+    The PredictorRuntime is ``app.state.runtime``.
     """
-    runtime = Runtime(cfg, loader=loader, on_fatal=on_fatal)
+    runtime = PredictorRuntime(cfg, loader=loader, on_fatal=on_fatal)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ import uvicorn
 
 from workbench.wire.replica import RuntimeConfig
 
-from .app import Runtime, create_app
+from .app import PredictorRuntime, create_app
 from .logs import log
 
 EXIT_OK = 0
@@ -29,7 +29,7 @@ class ReplicaServer(uvicorn.Server):
     """uvicorn's server, plus: SIGTERM/SIGINT mark the runtime draining and end with exit
     code 0 (uvicorn would re-raise the signal), and a failed load ends it with code 3."""
 
-    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+    def __init__(self, config: uvicorn.Config, runtime: PredictorRuntime) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.exit_code = EXIT_OK
