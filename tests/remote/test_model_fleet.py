@@ -303,3 +303,80 @@ def test_a_link_dropped_mid_transfer_resumes_without_resending(ctl: Controller, 
     # sent: what arrived once, plus what was on its way when the link dropped (never what arrived)
     assert MODEL_BYTES <= done[0]["data"]["sent"] < 2 * MODEL_BYTES, done[0]["data"]
     assert ctl.api("DELETE", "/v1/models/second", params={"host": "box0"}).status_code == 200
+
+
+def watch_partial(partial: Path, on_size: Any, finished: threading.Event) -> threading.Thread:
+    """Call `on_size(size or None)` with the box's partial copy's size (None: not there) until done."""
+    def watch() -> None:
+        while not finished.is_set():
+            try:
+                on_size(partial.stat().st_size)
+            except OSError:
+                on_size(None)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def flip_tail(path: Path) -> None:
+    """Change a file's last bytes in place (the same size): not the file its digest named."""
+    with path.open("r+b") as handle:
+        handle.seek(-16, os.SEEK_END)
+        tail = handle.read(16)
+        handle.seek(-16, os.SEEK_END)
+        handle.write(bytes(b ^ 0xFF for b in tail))
+
+
+@pytest.mark.parametrize("lasting", [False, True], ids=["changed-once", "changed-for-good"])
+def test_a_file_changed_on_the_way_is_sent_once_more_then_refused(ctl: Controller, boxes: list[Box],
+                                                                 tmp_path: Path, lasting: bool) -> None:
+    """The workstation's file changes after its digest (the box checks what arrives): the box
+    discards it, the workstation sends it once more — fine if the file is right again, else a clear
+    error, with nothing of it in the box's cache."""
+    box = boxes[0]
+    name = f"changing-{int(lasting)}"
+    folder = tmp_path / name
+    folder.mkdir()
+    data = os.urandom(40 * 10**6)
+    source = folder / "weights.bin"
+    source.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    models = box.home / ".workbench" / "agent" / "models"
+    partial = models / "partial" / f"{sha}.part"
+    sends = 0  # 1: the first send is under way (the file changed under it); 2: it was discarded
+    largest = 0
+    finished = threading.Event()
+
+    def on_size(size: int | None) -> None:
+        nonlocal sends, largest
+        if sends == 0 and size:
+            sends = 1
+            flip_tail(source)
+        elif sends == 1 and (size is None or size < largest):
+            sends = 2
+            if not lasting:
+                source.write_bytes(data)  # right again for the second send
+        if sends == 1 and size:
+            largest = max(largest, size)
+
+    watcher = watch_partial(partial, on_size, finished)
+    try:
+        events = stream(ctl, "/v1/models/pulls", source=str(folder), host="box0", name=name)
+    finally:
+        finished.set()
+        watcher.join(5)
+    assert sends == 2, (sends, events[-3:])
+    report = caches(ctl)["box0"]
+    if not lasting:
+        assert events[-1]["kind"] == "done", events[-3:]
+        assert (models / "blobs" / sha).read_bytes() == data and not partial.exists()
+        assert ctl.api("DELETE", f"/v1/models/{name}", params={"host": "box0"}).status_code == 200
+        return
+    assert events[-1]["kind"] == "error", events[-3:]
+    message = events[-1]["message"]
+    assert "weights.bin arrived twice with another sha256" in message, message
+    assert "changing on this machine" in message, message
+    assert name not in {m["name"] for m in report["models"]}
+    assert not (models / "blobs" / sha).exists() and not partial.exists()
