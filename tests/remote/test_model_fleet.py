@@ -380,3 +380,20 @@ def test_a_file_changed_on_the_way_is_sent_once_more_then_refused(ctl: Controlle
     assert "changing on this machine" in message, message
     assert name not in {m["name"] for m in report["models"]}
     assert not (models / "blobs" / sha).exists() and not partial.exists()
+
+
+def test_host_add_takes_a_cache_limit(ctl: Controller, bench: Workbench, boxes: list[Box]) -> None:
+    box = boxes[1]
+    target = ["host", "add", "box1", box.target, "--identity", str(box.client_key),
+              "--trust", box.fingerprint()]
+    for bad, why in (("lots", "--cache-limit"), ("1K", "too small"), ("none", "--cache-limit")):
+        refused = bench.run(*target, "--cache-limit", bad, check=False)
+        assert refused.returncode == 2 and why in refused.stderr, (bad, refused.stderr)
+        assert "box1" not in {h["name"] for h in ctl.api("GET", "/v1/hosts").json()}
+    assert not (box.home / ".workbench").exists()  # nothing was installed either
+    try:
+        bench.run(*target, "--cache-limit", "300Mi")
+        assert caches(ctl)["box1"]["limit_bytes"] == 300 * 2**20
+    finally:
+        ctl.api("DELETE", "/v1/hosts/box1", params={"purge": "true"}, timeout=120)
+        box.kill_user_processes()
