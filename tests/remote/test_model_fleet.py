@@ -4,7 +4,9 @@ keeps one copy, the box gets the model's bytes once over its SSH link (the agent
 the tunnel), the built bundles do not
 contain it, and every replica sees it read-only at WORKBENCH_MODEL_DIR. Then `workbench model
 list/rm`, `host set --cache-limit`, and a pre-warm of a hub repo (`model pull`, fetched by the box
-itself from a local hub)."""
+itself from a local hub); a dropped link; a file that changes on its way (sent once more, then
+refused); `host add --cache-limit`; and a box the hub is firewalled off from (the workstation's
+host fetches the repo and sends it on)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -397,3 +400,49 @@ def test_host_add_takes_a_cache_limit(ctl: Controller, bench: Workbench, boxes: 
     finally:
         ctl.api("DELETE", "/v1/hosts/box1", params={"purge": "true"}, timeout=120)
         box.kill_user_processes()
+
+
+@contextlib.contextmanager
+def unreachable_for(box: Box, port: int) -> Iterator[None]:
+    """The box's user cannot connect to 127.0.0.1:`port` (a firewall rule for its uid only)."""
+    rule = ["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(port), "-m", "owner", "--uid-owner",
+            str(box.uid), "-j", "REJECT", "--reject-with", "tcp-reset"]
+    subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True, capture_output=True)
+
+
+def test_a_box_that_cannot_reach_the_hub_gets_the_repo_through_the_workstation(
+        ctl: Controller, bench: Workbench, hub: FakeHub, boxes: list[Box]) -> None:
+    weights = os.urandom(3 * 10**6)
+    repo = hub.add("org/relayed", {"config.json": b'{"model_type": "relayed"}',
+                                   "model.safetensors": weights})
+    port = int(hub.url.rsplit(":", 1)[1])
+    with unreachable_for(boxes[0], port):
+        # the rule holds: the box's own user is refused, the workstation is not
+        probe = subprocess.run(["runuser", "-u", boxes[0].user, "--", "/usr/bin/python3", "-c",
+                                f"import socket; socket.create_connection(('127.0.0.1', {port}), 5)"],
+                               capture_output=True, text=True, timeout=30)
+        assert probe.returncode != 0 and "refused" in probe.stderr.lower(), probe
+        result = bench.run("model", "pull", "hf://org/relayed", "--host", "box0", "--json")
+    done = json.loads(result.stdout)
+    assert done["kind"] == "done" and "box0" in done["message"], done
+    # the workstation's host fetched it once from the hub, and sent it on over the box's link
+    assert hub.served["org/relayed/model.safetensors"] == len(weights)
+    found = caches(ctl)
+    assert "relayed" in {m["name"] for m in found["local"]["models"]}
+    relayed = next(m for m in found["box0"]["models"] if m["name"] == "relayed")
+    assert relayed["size_bytes"] == len(weights) + len(repo.files["config.json"])
+    tree = Path(relayed["path"])
+    assert Path(tree, "hub", "models--org--relayed", "refs", "main").read_text() == repo.commit
+    blob = boxes[0].home / ".workbench" / "agent" / "models" / "blobs" / hashlib.sha256(weights).hexdigest()
+    assert blob.read_bytes() == weights
+    logged = ctl.api("GET", "/v1/events", params={"limit": 1000}).json()
+    sent = [e["data"] for e in logged if e.get("data", {}).get("model") == relayed["id"]
+            and e["data"].get("host") == "box0" and "sent" in e["data"]]
+    assert len(sent) == 1 and sent[0]["via"].startswith("through local"), sent
+    assert sent[0]["sent"] == relayed["size_bytes"]
+    for host in ("box0", "local"):
+        assert ctl.api("DELETE", "/v1/models/relayed", params={"host": host}).status_code == 200
