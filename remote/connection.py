@@ -34,15 +34,22 @@ class HostState:
     error: str | None = None
 
 
+#: AES-GCM first: one AEAD call per packet where AES-CTR takes a cipher call and an HMAC — about
+#: 6x less CPU per byte in Paramiko's one packet thread, which bounds what a tunnel carries (a model
+#: file sent to a box's agent); a server without them negotiates the rest of Paramiko's list
+AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
 def _open_transport(settings: HostSettings, sock: socket.socket | paramiko.Channel, known: KnownHosts,
                     trust: str | None, passphrase: Passphrase | None, timeout: float,
                     keepalive: int) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
     try:
+        options = transport.get_security_options()
+        options.ciphers = AEAD_CIPHERS + tuple(c for c in options.ciphers if c not in AEAD_CIPHERS)
         name = settings.known_hosts_name
         preferred = known.key_types(name)
         if preferred:  # ask for a key type we know, as OpenSSH does
-            options = transport.get_security_options()
             options.key_types = preferred + [t for t in options.key_types if t not in preferred]
         transport.start_client(timeout=timeout)
         known.verify(name, transport.get_remote_server_key(), trust)

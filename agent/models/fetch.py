@@ -6,7 +6,8 @@ cache and the version committed.
 The standard library only (the agent installs on boxes without the workstation's HTTP clients).
 The hub token goes in the Authorization header to the source's own host, never to a host it
 redirects to (a CDN), and is never logged or kept. One fetch runs per version: a second request
-for it follows the first.
+for it follows the first. Certificates are checked against the system's CAs (SSL_CERT_FILE /
+SSL_CERT_DIR name others, as OpenSSL reads them); one that is not trusted fails at once.
 """
 
 from __future__ import annotations
@@ -282,6 +283,13 @@ class Fetcher:
                     http.client.HTTPException) as error:
                 if isinstance(error, OSError) and _disk_full(error):
                     raise
+                reason = getattr(error, "reason", error)
+                if isinstance(reason, ssl.SSLCertVerificationError):
+                    host = urlsplit(item.url).netloc
+                    raise Failed(f"cannot fetch {item.path} of {fetch.manifest.label}: the certificate of "
+                                 f"{host} is not trusted here ({reason.verify_message}); "
+                                 "if it is signed by a private CA, point SSL_CERT_FILE at that CA's "
+                                 "certificate in the agent's environment") from None
                 last = error
             log.info("%s: %s broke off (%s); resuming", fetch.manifest.label, item.path, last)
             time.sleep(delay)

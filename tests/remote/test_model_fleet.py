@@ -4,7 +4,9 @@ keeps one copy, the box gets the model's bytes once over its SSH link (the agent
 the tunnel), the built bundles do not
 contain it, and every replica sees it read-only at WORKBENCH_MODEL_DIR. Then `workbench model
 list/rm`, `host set --cache-limit`, and a pre-warm of a hub repo (`model pull`, fetched by the box
-itself from a local hub)."""
+itself from a local hub); a dropped link; a file that changes on its way (sent once more, then
+refused); `host add --cache-limit`; and a box the hub is firewalled off from (the workstation's
+host fetches the repo and sends it on)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -303,3 +306,143 @@ def test_a_link_dropped_mid_transfer_resumes_without_resending(ctl: Controller, 
     # sent: what arrived once, plus what was on its way when the link dropped (never what arrived)
     assert MODEL_BYTES <= done[0]["data"]["sent"] < 2 * MODEL_BYTES, done[0]["data"]
     assert ctl.api("DELETE", "/v1/models/second", params={"host": "box0"}).status_code == 200
+
+
+def watch_partial(partial: Path, on_size: Any, finished: threading.Event) -> threading.Thread:
+    """Call `on_size(size or None)` with the box's partial copy's size (None: not there) until done."""
+    def watch() -> None:
+        while not finished.is_set():
+            try:
+                on_size(partial.stat().st_size)
+            except OSError:
+                on_size(None)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def flip_tail(path: Path) -> None:
+    """Change a file's last bytes in place (the same size): not the file its digest named."""
+    with path.open("r+b") as handle:
+        handle.seek(-16, os.SEEK_END)
+        tail = handle.read(16)
+        handle.seek(-16, os.SEEK_END)
+        handle.write(bytes(b ^ 0xFF for b in tail))
+
+
+@pytest.mark.parametrize("lasting", [False, True], ids=["changed-once", "changed-for-good"])
+def test_a_file_changed_on_the_way_is_sent_once_more_then_refused(ctl: Controller, boxes: list[Box],
+                                                                 tmp_path: Path, lasting: bool) -> None:
+    """The workstation's file changes after its digest (the box checks what arrives): the box
+    discards it, the workstation sends it once more — fine if the file is right again, else a clear
+    error, with nothing of it in the box's cache."""
+    box = boxes[0]
+    name = f"changing-{int(lasting)}"
+    folder = tmp_path / name
+    folder.mkdir()
+    data = os.urandom(40 * 10**6)
+    source = folder / "weights.bin"
+    source.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    models = box.home / ".workbench" / "agent" / "models"
+    partial = models / "partial" / f"{sha}.part"
+    sends = 0  # 1: the first send is under way (the file changed under it); 2: it was discarded
+    largest = 0
+    finished = threading.Event()
+
+    def on_size(size: int | None) -> None:
+        nonlocal sends, largest
+        if sends == 0 and size:
+            sends = 1
+            flip_tail(source)
+        elif sends == 1 and (size is None or size < largest):
+            sends = 2
+            if not lasting:
+                source.write_bytes(data)  # right again for the second send
+        if sends == 1 and size:
+            largest = max(largest, size)
+
+    watcher = watch_partial(partial, on_size, finished)
+    try:
+        events = stream(ctl, "/v1/models/pulls", source=str(folder), host="box0", name=name)
+    finally:
+        finished.set()
+        watcher.join(5)
+    assert sends == 2, (sends, events[-3:])
+    report = caches(ctl)["box0"]
+    if not lasting:
+        assert events[-1]["kind"] == "done", events[-3:]
+        assert (models / "blobs" / sha).read_bytes() == data and not partial.exists()
+        assert ctl.api("DELETE", f"/v1/models/{name}", params={"host": "box0"}).status_code == 200
+        return
+    assert events[-1]["kind"] == "error", events[-3:]
+    message = events[-1]["message"]
+    assert "weights.bin arrived twice with another sha256" in message, message
+    assert "changing on this machine" in message, message
+    assert name not in {m["name"] for m in report["models"]}
+    assert not (models / "blobs" / sha).exists() and not partial.exists()
+
+
+def test_host_add_takes_a_cache_limit(ctl: Controller, bench: Workbench, boxes: list[Box]) -> None:
+    box = boxes[1]
+    target = ["host", "add", "box1", box.target, "--identity", str(box.client_key),
+              "--trust", box.fingerprint()]
+    for bad, why in (("lots", "--cache-limit"), ("1K", "too small"), ("none", "--cache-limit")):
+        refused = bench.run(*target, "--cache-limit", bad, check=False)
+        assert refused.returncode == 2 and why in refused.stderr, (bad, refused.stderr)
+        assert "box1" not in {h["name"] for h in ctl.api("GET", "/v1/hosts").json()}
+    assert not (box.home / ".workbench").exists()  # nothing was installed either
+    try:
+        bench.run(*target, "--cache-limit", "300Mi")
+        assert caches(ctl)["box1"]["limit_bytes"] == 300 * 2**20
+    finally:
+        ctl.api("DELETE", "/v1/hosts/box1", params={"purge": "true"}, timeout=120)
+        box.kill_user_processes()
+
+
+@contextlib.contextmanager
+def unreachable_for(box: Box, port: int) -> Iterator[None]:
+    """The box's user cannot connect to 127.0.0.1:`port` (a firewall rule for its uid only)."""
+    rule = ["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(port), "-m", "owner", "--uid-owner",
+            str(box.uid), "-j", "REJECT", "--reject-with", "tcp-reset"]
+    subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True, capture_output=True)
+
+
+def test_a_box_that_cannot_reach_the_hub_gets_the_repo_through_the_workstation(
+        ctl: Controller, bench: Workbench, hub: FakeHub, boxes: list[Box]) -> None:
+    weights = os.urandom(3 * 10**6)
+    repo = hub.add("org/relayed", {"config.json": b'{"model_type": "relayed"}',
+                                   "model.safetensors": weights})
+    port = int(hub.url.rsplit(":", 1)[1])
+    with unreachable_for(boxes[0], port):
+        # the rule holds: the box's own user is refused, the workstation is not
+        probe = subprocess.run(["runuser", "-u", boxes[0].user, "--", "/usr/bin/python3", "-c",
+                                f"import socket; socket.create_connection(('127.0.0.1', {port}), 5)"],
+                               capture_output=True, text=True, timeout=30)
+        assert probe.returncode != 0 and "refused" in probe.stderr.lower(), probe
+        result = bench.run("model", "pull", "hf://org/relayed", "--host", "box0", "--json")
+    done = json.loads(result.stdout)
+    assert done["kind"] == "done" and "box0" in done["message"], done
+    # the workstation's host fetched it once from the hub, and sent it on over the box's link
+    assert hub.served["org/relayed/model.safetensors"] == len(weights)
+    found = caches(ctl)
+    assert "relayed" in {m["name"] for m in found["local"]["models"]}
+    relayed = next(m for m in found["box0"]["models"] if m["name"] == "relayed")
+    assert relayed["size_bytes"] == len(weights) + len(repo.files["config.json"])
+    tree = Path(relayed["path"])
+    assert Path(tree, "hub", "models--org--relayed", "refs", "main").read_text() == repo.commit
+    blob = boxes[0].home / ".workbench" / "agent" / "models" / "blobs" / hashlib.sha256(weights).hexdigest()
+    assert blob.read_bytes() == weights
+    logged = ctl.api("GET", "/v1/events", params={"limit": 1000}).json()
+    sent = [e["data"] for e in logged if e.get("data", {}).get("model") == relayed["id"]
+            and e["data"].get("host") == "box0" and "sent" in e["data"]]
+    assert len(sent) == 1 and sent[0]["via"].startswith("through local"), sent
+    assert sent[0]["sent"] == relayed["size_bytes"]
+    for host in ("box0", "local"):
+        assert ctl.api("DELETE", "/v1/models/relayed", params={"host": host}).status_code == 200

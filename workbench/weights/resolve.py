@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -261,5 +262,7 @@ def _head(url: str, what: str) -> tuple[int | None, str | None]:
             raise NotFound(f"{what}: the server has no such file (404)") from None
         raise Failed(f"{what}: the server answered {error.code}") from None
     except (urllib.error.URLError, OSError) as error:
-        raise ConnectionFailed(f"{what}: cannot reach {urlsplit(url).netloc}: "
-                               f"{getattr(error, 'reason', error)}") from None
+        reason = getattr(error, "reason", error)
+        hint = ("; if its certificate is signed by a private CA, point SSL_CERT_FILE at that CA's "
+                "certificate" if isinstance(reason, ssl.SSLCertVerificationError) else "")
+        raise ConnectionFailed(f"{what}: cannot reach {urlsplit(url).netloc}: {reason}{hint}") from None
