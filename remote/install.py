@@ -237,6 +237,8 @@ def remove(host: SSHHost, *, purge: bool = False, progress: Progress | None = No
     daemon.remove_unit(host, layout)
     targets = [layout.workbench] if purge else [layout.venv, layout.dist, layout.marker]
     say("remove files", ", ".join(str(t) for t in targets))
+    if purge:  # the model cache keeps its trees read-only (replicas must not write to them)
+        host.run(["chmod", "-R", "u+w", "--", str(layout.workbench)], timeout=300)
     try:
         host.run(["rm", "-rf", "--", *map(str, targets)], timeout=300, check=True)
     except RemoteCommandError as error:

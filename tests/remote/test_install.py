@@ -144,6 +144,11 @@ def test_paramiko_tunnel_reaches_the_agent(remote: SSHBox, remote_box: Box, tmp_
 
 
 def test_remove_purge_leaves_home_clean(remote: SSHBox, remote_box: Box) -> None:
+    # the model cache's trees are read-only (as agent/models/store.py files them): purge removes them
+    tree = install.layout_of(remote.ssh).root / "models" / "trees" / "t1"
+    remote.ssh.run(["mkdir", "-p", str(tree)], check=True)
+    script = 'echo weights > "$1/model.bin" && chmod 0444 "$1/model.bin" && chmod 0555 "$1"'
+    remote.ssh.run(["sh", "-c", script, "sh", str(tree)], check=True)
     remote.remove(purge=True)
     assert remote.installed_version() is None
     assert not any(name.startswith(".workbench") for name in remote_box.home_listing())
