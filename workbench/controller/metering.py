@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from workbench.controller.fleet import Fleet, Host
 from workbench.controller.idle import IdleWatcher
+from workbench.controller.periodic import every
 from workbench.controller.reconciler import demand_of
 from workbench.controller.scheduler import Demand
 from workbench.controller.state import ApiRecord, Store
@@ -91,13 +92,7 @@ class FleetMeter:
         self._cpu_busy: dict[str, int | None] = {}
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                self.tick()
-            except Exception:
-                log.exception("metering tick failed")
-            await asyncio.sleep(max(0.05, TICK_SECONDS - (time.monotonic() - started)))
+        await every(TICK_SECONDS, self.tick, log=log, failed="metering tick failed")
 
     def flush(self) -> None:
         now = self.clock()

@@ -5,13 +5,13 @@ and applies decisions that change the replica count (each an event). A gauge tha
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from workbench.controller.autoscaler import Autoscaler, Decision
 from workbench.controller.events import Events
+from workbench.controller.periodic import every
 from workbench.controller.routes import RouterLike
 from workbench.controller.scrape import MetricScraper
 from workbench.controller.state import ApiRecord, Store
@@ -58,13 +58,7 @@ class AutoscalingLoop:
         self._tick_one(record, self.clock())
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                self.tick()
-            except Exception:
-                log.exception("autoscaler tick failed")
-            await asyncio.sleep(max(0.05, TICK_SECONDS - (time.monotonic() - started)))
+        await every(TICK_SECONDS, self.tick, log=log, failed="autoscaler tick failed")
 
     def tick(self) -> None:
         now = self.clock()

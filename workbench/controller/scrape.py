@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from workbench.controller.periodic import every
 from workbench.controller.state import ApiRecord
 from workbench.router.types import Endpoint
 
@@ -117,13 +118,8 @@ class MetricScraper:
     # -- scraping ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.scrape_once()
-            except Exception:
-                log.exception("scraping replica metrics failed")
-            await asyncio.sleep(max(0.1, SCRAPE_SECONDS - (time.monotonic() - started)))
+        await every(SCRAPE_SECONDS, self.scrape_once, log=log, failed="scraping replica metrics failed",
+                    least=0.1)
 
     async def close(self) -> None:
         if self._client is not None:
