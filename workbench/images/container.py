@@ -12,15 +12,13 @@ the API's spec hash.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from workbench.images.certs import CA_ARCNAME, find_ca_bundle
 from workbench.images.errors import ContextError
-from workbench.images.files import Entry, file_entry, walk_files
+from workbench.images.files import Entry, file_entry, recipe_hash, walk_files
 from workbench.images.ignore import IgnoreRules
 from workbench.spec.loader import LoadedSpec
 
@@ -45,8 +43,7 @@ class DockerfilePlan:
 
     def __post_init__(self) -> None:
         self.digests = {entry.name: entry.digest() for entry in self.entries}
-        text = json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
-        self.image_hash = hashlib.sha256(text.encode()).hexdigest()
+        self.image_hash = recipe_hash(self.recipe())
 
     def recipe(self) -> dict[str, Any]:
         recipe: dict[str, Any] = {

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.images.errors import ContextError
 from workbench.images.ignore import IgnoreRules
@@ -76,3 +78,9 @@ def walk_files(root: Path, prefix: str, rules: IgnoreRules | None = None,
 def project_files(project_dir: Path, skip: frozenset[str] = frozenset()) -> list[Entry]:
     """The user's project under `project/`, honouring the ignore rules."""
     return walk_files(project_dir, "project", IgnoreRules.for_project(project_dir), skip)
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    """The content hash of a build recipe (its canonical JSON): what names an artifact."""
+    text = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

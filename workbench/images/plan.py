@@ -8,8 +8,6 @@ keeps the plan for hosts that join later.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any, Literal
 from workbench.images.certs import CA_ARCNAME, find_ca_bundle
 from workbench.images.dockerfile import DockerfileInputs, check_context_path, render_dockerfile
 from workbench.images.errors import ContextError
-from workbench.images.files import Entry, file_entry, project_files, walk_files
+from workbench.images.files import Entry, file_entry, project_files, recipe_hash, walk_files
 from workbench.images.runtime import runtime_files, runtime_pins, runtime_requirements_entry
 from workbench.images.wheelhouse import WheelTarget
 from workbench.spec.loader import LoadedSpec
@@ -85,8 +83,7 @@ class BuildPlan:
 
     def __post_init__(self) -> None:
         self.digests = {entry.name: entry.digest() for entry in self.entries}
-        text = json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
-        self.image_hash = hashlib.sha256(text.encode()).hexdigest()
+        self.image_hash = recipe_hash(self.recipe())
 
     def recipe(self) -> dict[str, Any]:
         """The hashed description: inputs plus every file's name, mode and digest."""
