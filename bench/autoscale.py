@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,41 +53,16 @@ QUEUE_SPEC = ("name: queue\nruntime: process\ncompute: {{cpu: 0.5, mem: 512Mi}}\
 
 def queue_step(ctl: Controller, clients: int) -> dict[str, float]:
     """From idle with one tinylm replica: the load step, timed as one_step times its own."""
-    wait_until(lambda: ctl.detail("queue")["replicas"]["ready"] == 1
-               and ctl.detail("queue")["replicas"]["requested"] == 1, 120, interval=0.5, what="back to 1")
     body = {"model": "tinylm", "prompt": "Alice", "max_tokens": 100}
-    first = httpx.post(f"{ctl.url}/queue/v1/completions", json={**body, "max_tokens": 1},
-                       timeout=30).headers["x-workbench-replica"]
-    time.sleep(6)  # a full window of idle samples
-    stop = threading.Event()
-    marks: dict[str, float] = {}
-    start = time.monotonic()
 
-    def client() -> None:
-        with httpx.Client(timeout=60) as http:
-            while not stop.is_set():
-                answer = http.post(f"{ctl.url}/queue/v1/completions", json=body)
-                if answer.headers.get("x-workbench-replica") not in (first, None) and "served" not in marks:
-                    marks["served"] = time.monotonic() - start
+    def first() -> str:
+        return str(httpx.post(f"{ctl.url}/queue/v1/completions", json={**body, "max_tokens": 1},
+                              timeout=30).headers["x-workbench-replica"])
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    try:
-        while "served" not in marks and time.monotonic() - start < 120:
-            detail = ctl.detail("queue")
-            if detail["replicas"]["requested"] >= 2 and "decided" not in marks:
-                marks["decided"] = time.monotonic() - start
-            if detail["replicas"]["ready"] >= 2 and "ready" not in marks:
-                marks["ready"] = time.monotonic() - start
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-    marks.setdefault("decided", float("nan"))
-    marks.setdefault("ready", marks.get("served", float("nan")))
-    return marks
+    def answered_by(http: httpx.Client) -> str | None:
+        return http.post(f"{ctl.url}/queue/v1/completions", json=body).headers.get("x-workbench-replica")
+
+    return timed_step(ctl, "queue", clients, first, answered_by, client_timeout=60)
 
 
 def tinylm_project(folder: Path) -> Path:
@@ -98,19 +74,34 @@ def tinylm_project(folder: Path) -> Path:
 
 def one_step(ctl: Controller, clients: int) -> dict[str, float]:
     """From idle with one replica: start the load and time the scale-up."""
-    wait_until(lambda: ctl.detail("slow")["replicas"]["ready"] == 1
-               and ctl.detail("slow")["replicas"]["requested"] == 1, 120, interval=0.5, what="back to 1")
-    first_pid = httpx.post(f"{ctl.url}/slow", json=0, timeout=30).json()["pid"]
+
+    def first() -> int:
+        return int(httpx.post(f"{ctl.url}/slow", json=0, timeout=30).json()["pid"])
+
+    def answered_by(http: httpx.Client) -> int:
+        return int(http.post(f"{ctl.url}/slow", json=1).json()["pid"])
+
+    return timed_step(ctl, "slow", clients, first, answered_by, client_timeout=30)
+
+
+def timed_step(ctl: Controller, api: str, clients: int, first: Callable[[], object],
+               answered_by: Callable[[httpx.Client], object], client_timeout: float) -> dict[str, float]:
+    """From idle with one replica of `api`: `clients` threads send requests; the marks are when the
+    autoscaler asked for a second replica, when it was ready, and when a request was first answered
+    by another replica than `first()`'s (`answered_by` names the replica of one request)."""
+    wait_until(lambda: ctl.detail(api)["replicas"]["ready"] == 1
+               and ctl.detail(api)["replicas"]["requested"] == 1, 120, interval=0.5, what="back to 1")
+    one = first()
     time.sleep(6)  # a full window of idle samples
     stop = threading.Event()
     marks: dict[str, float] = {}
     start = time.monotonic()
 
     def client() -> None:
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=client_timeout) as http:
             while not stop.is_set():
-                body = http.post(f"{ctl.url}/slow", json=1).json()
-                if body["pid"] != first_pid and "served" not in marks:
+                replica = answered_by(http)
+                if replica not in (one, None) and "served" not in marks:
                     marks["served"] = time.monotonic() - start
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
@@ -118,7 +109,7 @@ def one_step(ctl: Controller, clients: int) -> dict[str, float]:
         thread.start()
     try:
         while "served" not in marks and time.monotonic() - start < 120:
-            detail = ctl.detail("slow")
+            detail = ctl.detail(api)
             if detail["replicas"]["requested"] >= 2 and "decided" not in marks:
                 marks["decided"] = time.monotonic() - start
             if detail["replicas"]["ready"] >= 2 and "ready" not in marks:
